@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from nbdev.test import test_nb as _run_notebook  # renamed so pytest does not collect it
 
-NBS = sorted((Path(__file__).parent.parent / 'nbs').glob('[0-9]*.ipynb'))
+NBS = sorted((Path(__file__).parent.parent / 'nbs').glob('*.ipynb'))
 
 
 @pytest.mark.parametrize('nb', NBS, ids=[p.stem for p in NBS])
