@@ -1,0 +1,181 @@
+"""Quantization-aware training (n2d2x.qat): the integer network of a QAT network (`qat_to_qnetwork`) is exported by
+`to_onnx_int` bit for bit (onnxruntime for explicit casting and fake quantization, onnx.reference for implicit casting),
+agrees with the fake-quantized float network, and the example INI trains and round-trips its quantizer files."""
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+
+from n2d2x.engine import forward, predict
+from n2d2x.export import _runner, _with_outputs, to_onnx_int
+from n2d2x.learn import learn, solvers_from_ini
+from n2d2x.network import Activation, BatchNorm, Conv, Dropout, Fc, Network, Pool, Softmax, Target, model_path
+from n2d2x.data import MNIST_IDX_Database, StimuliProvider, bundled_mnist_path
+from n2d2x.qat import (LSQAct, LSQWeights, QATError, SATAct, SATWeights, has_quantizers, load_quantizers, qat_from_ini,
+                       qat_to_qnetwork, without_quantizers)
+from n2d2x.quantize import RESCALING_MODES, _INT_KERNELS, _tail, predict_int, quantize_input, simulate
+from n2d2x.weights import fill, load_weights
+
+CASTINGS = ('explicit', 'implicit', 'fake')
+
+
+def qat_net(wq='SAT', aq='SAT', bits=4, quant_mode='Default', avg=False, seed=0):
+    """A small random QAT network: Conv+BatchNorm (a negative and a zero scale), Max pool, Conv with a Rectifier and its
+    own QAct, Max or Average pool, Fc+BatchNorm, Dropout, a last Fc without QAct, Softmax; every weight quantized."""
+    cells = [Conv('conv1', ['env'], nb_outputs=6, kernel=(3, 3), pads=(1, 1, 1, 1), no_bias=True),
+             BatchNorm('bn1', ['conv1']),
+             Pool('pool1', ['bn1'], pooling='Max', kernel=(2, 2), stride=(2, 2)),
+             Conv('conv2', ['pool1'], nb_outputs=8, kernel=(3, 3), activation=Activation('Rectifier')),
+             Pool('pool2', ['conv2'], pooling='Average' if avg else 'Max', kernel=(2, 2), stride=(2, 2)),
+             Fc('fc1', ['pool2'], nb_outputs=16, no_bias=True),
+             BatchNorm('bn3', ['fc1']),
+             Dropout('drop', ['bn3']),
+             Fc('fc2', ['drop'], nb_outputs=10),
+             Softmax('softmax', ['fc2'], with_loss=True)]
+    net = fill(Network((1, 12, 12), cells, [Target('softmax.Target', 'softmax')]), seed)
+    rng = np.random.default_rng(seed)
+    for bn in (net['bn1'], net['bn3']):
+        n = bn.nb_outputs
+        bn.scale = rng.uniform(0.5, 2, n).astype(np.float32) * np.where(np.arange(n) == 1, -1, 1).astype(np.float32)
+        bn.scale[2] = 0.0                       # a dead channel: constant output
+        bn.bias, bn.mean = rng.normal(0.5, 0.5, n).astype(np.float32), rng.normal(0, 0.3, n).astype(np.float32)
+        bn.variance = rng.uniform(0.5, 2, n).astype(np.float32)
+    r = 2 ** bits - 1
+    for name in ('conv1', 'conv2', 'fc1', 'fc2'):
+        net[name].weights_quantizer = (SATWeights(range=r, quant_mode=quant_mode, apply_scaling=name == 'fc2') if wq == 'SAT'
+                                       else LSQWeights(range=r))
+    for name in ('bn1', 'conv2', 'bn3'):
+        net[name].output_quantizer = SATAct(range=r, alpha=np.float32([1.5])) if aq == 'SAT' else LSQAct(range=r)
+    forward(net, stimuli(seed=seed + 1))          # LSQ takes its step sizes from the first batch
+    return net
+
+
+def stimuli(n=64, seed=1):
+    "Random 8-bit grey images in [0, 1]."
+    return (np.random.default_rng(seed).integers(0, 256, (n, 1, 12, 12)) / np.float32(255)).astype(np.float32)
+
+
+def mismatches(qnet, model, casting, xi):
+    "{cell: integers that differ from simulate} over the integer stimuli xi, for every cell but Softmax."
+    names = [qc.name for qc in qnet if qc.type != 'Softmax']
+    sim, got = simulate(qnet, xi), _runner(_with_outputs(model, names), casting)(xi)
+    return {n: int((got[n] != sim[n]).sum()) for n in names if (got[n] != sim[n]).any()}
+
+
+def export(net, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        return qat_to_qnetwork(net, stimuli=stimuli(128, seed=5), **kw)
+
+
+# --- bit for bit: every method x rescaling mode x casting ---
+
+@pytest.mark.parametrize('methods', [('SAT', 'SAT'), ('LSQ', 'LSQ'), ('SAT', 'LSQ')])
+@pytest.mark.parametrize('mode', RESCALING_MODES)
+@pytest.mark.parametrize('casting', CASTINGS)
+def test_onnx_bit_exact(methods, mode, casting):
+    qnet = export(qat_net(*methods, avg=mode == 'Fixed-point16'), act_rescaling_mode=mode)
+    model = to_onnx_int(qnet, casting == 'implicit', casting == 'fake')
+    if casting != 'implicit': onnx.checker.check_model(model, full_check=True)
+    assert not mismatches(qnet, model, casting, quantize_input(qnet, stimuli(16 if casting == 'implicit' else 64))), mode
+
+
+@pytest.mark.parametrize('bits', (2, 4))
+def test_nbbits_honoured(bits):
+    "LSQ levels fit n bits: -nbbits n keeps them, quantizes the stimuli to n bits, and exports exactly."
+    net = qat_net('LSQ', 'LSQ', bits=bits)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')              # no weight had to be rounded
+        qnet = qat_to_qnetwork(net, nbbits=bits, act_rescaling_mode='Fixed-point32', stimuli=stimuli())
+    assert qnet.nbbits == bits and qnet.env_scale == 2 ** bits - 1
+    lo, hi = -2 ** (bits - 1), 2 ** (bits - 1) - 1
+    for qc in qnet:
+        if qc.weights is not None: assert lo <= qc.weights.min() and qc.weights.max() <= hi
+    assert quantize_input(qnet, stimuli()).max() <= 2 ** bits - 1
+    assert not mismatches(qnet, to_onnx_int(qnet), 'explicit', quantize_input(qnet, stimuli()))
+
+
+def test_nbbits_too_small():
+    with pytest.raises(QATError, match=r"cell \[bn1\]: QAct.Range=255 needs 8 bits, more than -nbbits 4"):
+        qat_to_qnetwork(qat_net(bits=8), nbbits=4)
+    assert qat_to_qnetwork(qat_net('LSQ', 'LSQ', bits=8)).nbbits == 8          # None: 8 bits
+
+
+def test_sat_levels_too_wide_are_rounded():
+    "SAT Default levels 2k - 15 need 5 bits: at -nbbits 4 they are rounded (warned), at 8 they are kept."
+    net = qat_net('SAT', 'SAT', bits=4)
+    with pytest.warns(UserWarning, match=r"cell \[conv1\]: its levels reach 15, beyond 4-bit weights"):
+        qat_to_qnetwork(net, nbbits=4, stimuli=stimuli())
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        qnet = qat_to_qnetwork(net, nbbits=8, act_rescaling_mode='Floating-point', stimuli=stimuli())
+    levels = net['conv2'].weights_quantizer._levels(net['conv2'].weights)[0]
+    k = 127 // np.abs(levels).reshape(8, -1).max(1)
+    assert (np.abs(qnet['conv2'].weights) == k[:, None, None, None] * np.abs(levels)).all()
+
+
+def test_rintf_is_n2d2s_rounding():
+    "-wt-round-mode RINTF: rint(w_q floor(R/2)), and N2D2's 4-bit Default special case (15) for a Conv."
+    net = qat_net('SAT', 'SAT', bits=4)
+    qnet = export(net, wt_round_mode='RINTF', act_rescaling_mode='Floating-point')
+    q = net['fc1'].weights_quantizer
+    v, step, _, _, scale = q._levels(net['fc1'].weights)
+    expected = np.rint(v * step * scale * 7)
+    k = 127 // np.maximum(np.abs(expected).max(1), 1)
+    assert (np.abs(qnet['fc1'].weights) == k[:, None] * np.abs(expected)).all()
+    levels = net['conv2'].weights_quantizer._levels(net['conv2'].weights)[0]      # 15 for a 4-bit Conv: exact levels
+    k = 127 // np.abs(levels).reshape(8, -1).max(1)
+    assert (np.abs(qnet['conv2'].weights) == k[:, None, None, None] * np.abs(levels)).all()
+
+
+@pytest.mark.parametrize('methods', [('SAT', 'SAT'), ('LSQ', 'LSQ')])
+def test_agrees_with_the_fake_quantized_network(methods):
+    "In isolation, each cell computes the float network's integers (up to float32 and bias rounding); end to end, its answers."
+    net = qat_net(*methods)
+    qnet = export(net, act_rescaling_mode='Fixed-point32')
+    x = stimuli(256, seed=7)
+    out, sim = forward(net, x), simulate(qnet, quantize_input(qnet, x))
+    level = lambda name: quantize_input(qnet, x).astype(np.int64) if name == 'env' else np.rint(out[qnet.float_names[name]] / qnet[name].step)
+    for qc in qnet:
+        if qc.step is None or qc.name == 'fc2': continue
+        alone = _tail(qc, _INT_KERNELS[qc.type](qc, [level(i).astype(np.int64) for i in qc.inputs]))
+        assert (alone != level(qc.name)).mean() < 0.005, qc.name
+    agree = (predict(net, x)['softmax'].argmax(1) == predict_int(qnet, x)['softmax'].argmax(1)).mean()
+    assert agree > 0.95, agree
+
+
+def test_unsupported():
+    net = qat_net()
+    net['conv1'].activation = Activation('Rectifier')
+    with pytest.raises(QATError, match=r"cell \[bn1\]: this BatchNorm cannot be folded .* \[conv1\] has a Rectifier activation"):
+        qat_to_qnetwork(net)
+    net = qat_net()
+    net['conv2'].activation = Activation('Rectifier', leak_slope=0.1)
+    with pytest.raises(QATError, match=r"cell \[conv2\]: a Rectifier activation with a leak has no integer form"):
+        qat_to_qnetwork(net)
+    with pytest.raises(QATError, match="-wt-round-mode ROUND: expected NONE or RINTF"):
+        qat_to_qnetwork(qat_net(), wt_round_mode='ROUND')
+
+
+# --- the example INI: keys, training, files ---
+
+def test_example_ini_trains_and_round_trips(tmp_path):
+    ini = model_path('LeNet_SAT4.ini')
+    net = qat_from_ini(fill(Network.from_ini(ini), seed=1))
+    quantized = {c.name for c in net if getattr(c, 'weights_quantizer', None) is not None}
+    assert quantized == {c.name for c in net if c.type in ('Conv', 'Fc')} and has_quantizers(net)
+    assert not has_quantizers(without_quantizers(net)) and has_quantizers(net)
+    sp = StimuliProvider.from_ini(ini)
+    solvers = solvers_from_ini(net, lambda s, p: sp.count('Learn') if p == '_EpochSize' else None)
+    assert any(k.startswith('output_quantizer.') for per in solvers.values() for k in per)
+    learn(net, sp, stimuli=640, log=640, out_dir=tmp_path, progress=False)
+    names = {p.name for p in (tmp_path / 'weights').iterdir()}
+    alphas = {f'{c.name}_QAct_SAT_Alpha.syntxt' for c in net if getattr(c, 'output_quantizer', None) is not None}
+    assert alphas and alphas <= names
+    back = load_quantizers(load_weights(qat_from_ini(Network.from_ini(ini)), tmp_path / 'weights'), tmp_path / 'weights')
+    x = np.concatenate([x for x, _ in sp.batches('Test', limit=64)])
+    assert np.array_equal(predict(back, x)['softmax'], predict(net, x)['softmax'])
+    qnet = qat_to_qnetwork(back, nbbits=4, act_rescaling_mode='Fixed-point32', stimuli=x)   # every level fits 4 bits
+    assert not qnet.notes
+    assert not mismatches(qnet, to_onnx_int(qnet), 'explicit', quantize_input(qnet, x))
