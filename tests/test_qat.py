@@ -20,7 +20,7 @@ from n2d2x.weights import fill, load_weights
 CASTINGS = ('explicit', 'implicit', 'fake')
 
 
-def qat_net(wq='SAT', aq='SAT', bits=4, quant_mode='Default', avg=False, seed=0):
+def qat_net(wq='SAT', aq='SAT', bits=4, quant_mode='Default', avg=False, seed=0, negative=True):
     """A small random QAT network: Conv+BatchNorm (a negative and a zero scale), Max pool, Conv with a Rectifier and its
     own QAct, Max or Average pool, Fc+BatchNorm, Dropout, a last Fc without QAct, Softmax; every weight quantized."""
     cells = [Conv('conv1', ['env'], nb_outputs=6, kernel=(3, 3), pads=(1, 1, 1, 1), no_bias=True),
@@ -36,8 +36,8 @@ def qat_net(wq='SAT', aq='SAT', bits=4, quant_mode='Default', avg=False, seed=0)
     net = fill(Network((1, 12, 12), cells, [Target('softmax.Target', 'softmax')]), seed)
     rng = np.random.default_rng(seed)
     for bn in (net['bn1'], net['bn3']):
-        n = bn.nb_outputs
-        bn.scale = rng.uniform(0.5, 2, n).astype(np.float32) * np.where(np.arange(n) == 1, -1, 1).astype(np.float32)
+        n = bn.dims[0]
+        bn.scale = rng.uniform(0.5, 2, n).astype(np.float32) * np.where((np.arange(n) == 1) & negative, -1, 1).astype(np.float32)
         bn.scale[2] = 0.0                       # a dead channel: constant output
         bn.bias, bn.mean = rng.normal(0.5, 0.5, n).astype(np.float32), rng.normal(0, 0.3, n).astype(np.float32)
         bn.variance = rng.uniform(0.5, 2, n).astype(np.float32)
@@ -84,15 +84,25 @@ def test_onnx_bit_exact(methods, mode, casting):
 @pytest.mark.parametrize('bits', (2, 4))
 def test_nbbits_honoured(bits):
     "LSQ levels fit n bits: -nbbits n keeps them, quantizes the stimuli to n bits, and exports exactly."
-    net = qat_net('LSQ', 'LSQ', bits=bits)
+    net = qat_net('LSQ', 'LSQ', bits=bits, negative=False)
     with warnings.catch_warnings():
-        warnings.simplefilter('error')              # no weight had to be rounded
+        warnings.simplefilter('error')              # no weight had to be rounded or clipped
         qnet = qat_to_qnetwork(net, nbbits=bits, act_rescaling_mode='Fixed-point32', stimuli=stimuli())
     assert qnet.nbbits == bits and qnet.env_scale == 2 ** bits - 1
     lo, hi = -2 ** (bits - 1), 2 ** (bits - 1) - 1
     for qc in qnet:
         if qc.weights is not None: assert lo <= qc.weights.min() and qc.weights.max() <= hi
     assert quantize_input(qnet, stimuli()).max() <= 2 ** bits - 1
+    assert not mismatches(qnet, to_onnx_int(qnet), 'explicit', quantize_input(qnet, stimuli()))
+
+
+def test_negative_scale_with_lsq_levels():
+    "LSQ's level -2^(n-1) in a channel whose BatchNorm scale is negative cannot be flipped: clipped, warned, still exact."
+    net = qat_net('LSQ', 'LSQ', bits=8)
+    net['fc1'].weights_quantizer.step_size[...] = np.abs(net['fc1'].weights).max() / 200   # saturated levels
+    with pytest.warns(UserWarning, match=r"cell \[fc1\]: level -128 of an output with a negative scale is 128"):
+        qnet = qat_to_qnetwork(net, act_rescaling_mode='Fixed-point32', stimuli=stimuli())
+    assert all(qc.weights.max() <= 127 and qc.weights.min() >= -128 for qc in qnet if qc.weights is not None)
     assert not mismatches(qnet, to_onnx_int(qnet), 'explicit', quantize_input(qnet, stimuli()))
 
 
@@ -123,7 +133,8 @@ def test_rintf_is_n2d2s_rounding():
     v, step, _, _, scale = q._levels(net['fc1'].weights)
     expected = np.rint(v * step * scale * 7)
     k = 127 // np.maximum(np.abs(expected).max(1), 1)
-    assert (np.abs(qnet['fc1'].weights) == k[:, None] * np.abs(expected)).all()
+    live = np.arange(16) != 2                                                      # bn3's dead channel has no weights
+    assert (np.abs(qnet['fc1'].weights) == k[:, None] * np.abs(expected))[live].all() and not qnet['fc1'].weights[2].any()
     levels = net['conv2'].weights_quantizer._levels(net['conv2'].weights)[0]      # 15 for a 4-bit Conv: exact levels
     k = 127 // np.abs(levels).reshape(8, -1).max(1)
     assert (np.abs(qnet['conv2'].weights) == k[:, None, None, None] * np.abs(levels)).all()
