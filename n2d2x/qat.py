@@ -12,6 +12,7 @@ from fastcore.basics import patch
 from .network import Network, _CellKeys
 from .engine import forward
 from .weights import file_name
+from .learn import _bool, _float
 from .quantize import QCell, QNetwork, Scaling, _approximate, _check_options, _fixed, _int_range, _round, _xmax
 
 # %% auto #0
@@ -28,14 +29,7 @@ def _positive(s):
     if v < 1 or not v.is_integer(): raise ValueError(s)
     return int(v)
 
-def _number(s):
-    "a number"
-    return float(s)
-
-def _flag(s):
-    "0 or 1"
-    if s.lower() not in ('0', '1', 'true', 'false'): raise ValueError(s)
-    return s.lower() in ('1', 'true')
+_number, _flag = _float, _bool  # the solvers' value checks (n2d2x.learn): "a number", "0 or 1"
 
 def _mode(s):
     "one of Default, Symmetric, Asymmetric, FullRange (the documentation's 'Integer' is not in N2D2's code)"
