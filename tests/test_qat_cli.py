@@ -39,9 +39,9 @@ def qat_ini(method):
              ("NbOutputs=84\nActivationFunction=Rectifier\n", "NbOutputs=84\nActivationFunction=Rectifier\n" + q['layer']),
              ("WeightsFiller=XavierFiller\n", "WeightsFiller=XavierFiller\n" + q['last']),
              ("LearningRate=0.02", "LearningRate=0.005")]
-    for old, new in parts:
+    for old, new in parts:   # the first occurrence: [conv_def]'s lines come before [fc1]'s
         assert old in s, old
-        s = s.replace(old, new)
+        s = s.replace(old, new, 1)
     return s
 
 
