@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_network.ipynb #1cbad331
 from __future__ import annotations
-import copy, re
+import copy, math, re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
@@ -14,14 +14,12 @@ from .ini import Ini, IniError, MISSING, expand_env
 from .onnx_read import read_onnx, OnnxImportError
 
 # %% auto #0
-__all__ = ['ACTIVATIONS', 'CELL_TYPES', 'MODELS', 'Activation', 'Filler', 'Cell', 'Conv', 'Fc', 'Pool', 'BatchNorm', 'ElemWise',
-           'Softmax', 'Dropout', 'Padding', 'Reshape', 'Resize', 'ActivationCell', 'Deconv', 'LRN', 'conv_out',
-           'ShapeError', 'deconv_out', 'Target', 'Network', 'group_map', 'map_groups', 'cells_from_onnx', 'model_path']
+__all__ = ['ACTIVATION_KINDS', 'ACTIVATIONS', 'CELL_TYPES', 'MODELS', 'Activation', 'ActivationKind', 'Filler', 'Cell', 'Conv',
+           'Fc', 'Pool', 'BatchNorm', 'ElemWise', 'Softmax', 'Dropout', 'Padding', 'Reshape', 'Resize',
+           'ActivationCell', 'Deconv', 'LRN', 'value_ranges', 'conv_out', 'ShapeError', 'deconv_out', 'Target',
+           'Network', 'group_map', 'map_groups', 'cells_from_onnx', 'model_path']
 
 # %% ../nbs/01_network.ipynb #d9beb7cd
-ACTIVATIONS = ('Linear', 'Rectifier', 'Logistic', 'LogisticWithLoss', 'Saturation', 'Softplus', 'Tanh', 'HardSigmoid',
-               'HardSwish')
-
 @dataclass
 class Activation:
     "An N2D2 activation function and its parameters."
@@ -35,6 +33,61 @@ class Activation:
 
     @property
     def is_identity(self): return self.type == 'Linear'
+
+# %% ../nbs/01_network.ipynb #ef43ddf2
+def _sigmoid(x): return 0.5 * (1 + math.tanh(x / 2))                          # exact at +-inf
+def _softplus(x): return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+def _hard_sigmoid(a, x): return min(max(a.slope * x + a.offset, 0.0), 1.0)
+def _hard_swish(a, x): g = _hard_sigmoid(a, x); return 0.0 if g == 0 else x * g   # 0 at -inf, not nan
+
+def _rectifier(a, x):
+    y = x if x > 0 else 0.0 if a.leak_slope == 0 else a.leak_slope * x
+    return min(y, a.clipping) if a.clipping > 0 else y
+
+def _over(f, *inner):
+    "The range of a continuous f over [lo, hi]: its values at both ends and at the points `inner(a)` inside."
+    def rng(a, lo, hi):
+        vs = [f(a, x) for x in (lo, hi, *(p(a) for p in inner)) if lo <= x <= hi]
+        return float(min(vs)), float(max(vs))
+    return rng
+
+# %% ../nbs/01_network.ipynb #2fd26560
+@dataclass(frozen=True)
+class ActivationKind:
+    "What every stage needs to know of one N2D2 activation type."
+    name: str
+    range: callable                                 # (activation, lo, hi) -> (lo, hi) of its outputs for inputs in [lo, hi]
+    homogeneous: callable = lambda a: False         # f(x / R) = f(x) / R for every R > 0
+    integer_form: callable = lambda a: None         # 'identity' | 'clip' | 'table' | 'hard-sigmoid' | 'hard-swish' | None
+
+_kinds = [
+    ActivationKind('Linear', lambda a, lo, hi: (lo, hi), lambda a: True, lambda a: 'identity'),
+    ActivationKind('Rectifier', _over(_rectifier, lambda a: 0.0), lambda a: not a.clipping > 0,
+                   lambda a: 'clip' if a.leak_slope == 0 else 'table'),
+    ActivationKind('Logistic', _over(lambda a, x: _sigmoid(x)), integer_form=lambda a: 'table'),
+    ActivationKind('LogisticWithLoss', _over(lambda a, x: _sigmoid(x)), integer_form=lambda a: 'table'),
+    ActivationKind('Saturation', _over(lambda a, x: min(max(x, -a.threshold), a.threshold)), integer_form=lambda a: 'clip'),
+    ActivationKind('Softplus', _over(lambda a, x: _softplus(x)), integer_form=lambda a: 'table'),
+    ActivationKind('Tanh', _over(lambda a, x: math.tanh(a.alpha * x)), integer_form=lambda a: 'table'),
+    ActivationKind('HardSigmoid', _over(_hard_sigmoid), integer_form=lambda a: 'hard-sigmoid'),
+    ActivationKind('HardSwish', _over(_hard_swish, lambda a: -a.offset / (2 * a.slope)), integer_form=lambda a: 'hard-swish')]
+ACTIVATION_KINDS = {k.name: k for k in _kinds}
+ACTIVATIONS = tuple(ACTIVATION_KINDS)
+
+# %% ../nbs/01_network.ipynb #a8f64436
+@patch(as_prop=True)
+def kind(self: Activation) -> ActivationKind: return ACTIVATION_KINDS[self.type]
+
+@patch
+def range(self: Activation, lo=-math.inf, hi=math.inf):
+    "(lo, hi) of the outputs for inputs in [lo, hi]."
+    return self.kind.range(self, lo, hi)
+
+@patch(as_prop=True)
+def homogeneous(self: Activation) -> bool: return self.kind.homogeneous(self)
+
+@patch(as_prop=True)
+def integer_form(self: Activation): return self.kind.integer_form(self)
 
 # %% ../nbs/01_network.ipynb #014b365e
 @dataclass
@@ -52,6 +105,19 @@ class Cell:
     activation: Activation | None = None
     dims: tuple | None = None  # output (C, H, W), set by `Network.infer_dims`
     type: ClassVar[str] = 'Cell'
+    # what every stage needs to know of a cell type, stated once here and overridden by each type:
+    parameters: ClassVar[tuple] = ()       # its parameter arrays (what fillers fill, weight files hold, solvers train)
+    rescales: ClassVar[bool] = False       # its integer form rescales its accumulator (else it keeps its inputs' step)
+    moves_values: ClassVar[bool] = False   # it only moves, selects or averages input values (its range is theirs)
+    integer_output: ClassVar[bool] = True  # its output is an integer tensor in the integer network (Softmax: float)
+
+    def value_range(self, ins):
+        "(lo, hi) of the cell's outputs before its activation, given the (lo, hi) of each input."
+        return _union(ins) if self.moves_values else (-math.inf, math.inf)
+
+    def homogeneous(self):
+        "f(x / R) = f(x) / R for R > 0 once its additive parameters are divided by R (activation aside)."
+        return True
 
     def __repr__(self):
         return f"{self.type}({self.name!r} <- {','.join(self.inputs)}, dims={self.dims})"
@@ -74,6 +140,8 @@ class Conv(Cell):
     weights_format: str = 'OCHW'    # WeightsExportFormat
     weights_flip: bool = False      # WeightsExportFlip
     type: ClassVar[str] = 'Conv'
+    parameters: ClassVar[tuple] = ('weights', 'bias')
+    rescales: ClassVar[bool] = True
 
     def masked_weights(self):
         "The weights with unconnected (output, channel) kernels forced to zero."
@@ -89,6 +157,8 @@ class Fc(Cell):
     weights_filler: Filler = field(default_factory=Filler)
     bias_filler: Filler = field(default_factory=Filler)
     type: ClassVar[str] = 'Fc'
+    parameters: ClassVar[tuple] = ('weights', 'bias')
+    rescales: ClassVar[bool] = True
 
 @dataclass(repr=False)
 class Pool(Cell):
@@ -99,6 +169,7 @@ class Pool(Cell):
     pads: tuple = (0, 0, 0, 0)      # (top, left, bottom, right)
     count_include_pad: bool = True  # Average: divide by the kernel area (N2D2), or by the input values in the window
     type: ClassVar[str] = 'Pool'
+    moves_values: ClassVar[bool] = True
 
 @dataclass(repr=False)
 class BatchNorm(Cell):
@@ -110,6 +181,8 @@ class BatchNorm(Cell):
     mean: np.ndarray | None = None
     variance: np.ndarray | None = None
     type: ClassVar[str] = 'BatchNorm'
+    parameters: ClassVar[tuple] = ('scale', 'bias', 'mean', 'variance')
+    rescales: ClassVar[bool] = True
 
 # %% ../nbs/01_network.ipynb #3fcf1860
 @dataclass(repr=False)
@@ -119,6 +192,10 @@ class ElemWise(Cell):
     weights: list = field(default_factory=list)  # one per input (1.0 by default)
     shifts: list = field(default_factory=list)   # one per input (0.0 by default)
     type: ClassVar[str] = 'ElemWise'
+    rescales: ClassVar[bool] = True
+
+    def value_range(self, ins): return _elemwise_range(self, ins)
+    def homogeneous(self): return self.operation != 'Prod'   # x y / R^2
 
 @dataclass(repr=False)
 class Softmax(Cell):
@@ -126,12 +203,17 @@ class Softmax(Cell):
     with_loss: bool = False
     group_size: int = 0
     type: ClassVar[str] = 'Softmax'
+    integer_output: ClassVar[bool] = False
+
+    def value_range(self, ins): return (0.0, 1.0)
+    def homogeneous(self): return False
 
 @dataclass(repr=False)
 class Dropout(Cell):
     "Dropout: identity at inference."
     rate: float = 0.5
     type: ClassVar[str] = 'Dropout'
+    moves_values: ClassVar[bool] = True
 
 @dataclass(repr=False)
 class Padding(Cell):
@@ -141,12 +223,16 @@ class Padding(Cell):
     bottom: int = 0
     right: int = 0
     type: ClassVar[str] = 'Padding'
+    moves_values: ClassVar[bool] = True
+
+    def value_range(self, ins): return _union(ins + [(0.0, 0.0)])   # the zeros it adds
 
 @dataclass(repr=False)
 class Reshape(Cell):
     "Reshape of each stimulus to `shape` (C, H, W), keeping the C, H, W memory order."
     shape: tuple = ()
     type: ClassVar[str] = 'Reshape'
+    moves_values: ClassVar[bool] = True
 
 @dataclass(repr=False)
 class Resize(Cell):
@@ -156,11 +242,14 @@ class Resize(Cell):
     mode: str = 'Bilinear'          # Bilinear | BilinearTF | NearestNeighbor
     align_corners: bool = True
     type: ClassVar[str] = 'Resize'
+    moves_values: ClassVar[bool] = True   # nearest or (bi)linear: convex combinations of inputs
 
 @dataclass(repr=False)
 class ActivationCell(Cell):
     "A cell that only applies its activation (`Type=Activation`)."
     type: ClassVar[str] = 'Activation'
+    rescales: ClassVar[bool] = True
+    moves_values: ClassVar[bool] = True   # before its activation
 
 CELL_TYPES = {c.type: c for c in (Conv, Fc, Pool, BatchNorm, ElemWise, Softmax, Dropout, Padding, Reshape, Resize,
                                   ActivationCell)}
@@ -183,6 +272,8 @@ class Deconv(Cell):
     weights_format: str = 'OCHW'    # WeightsExportFormat
     weights_flip: bool = False      # WeightsExportFlip
     type: ClassVar[str] = 'Deconv'
+    parameters: ClassVar[tuple] = ('weights', 'bias')
+    rescales: ClassVar[bool] = True
 
 @dataclass(repr=False)
 class LRN(Cell):
@@ -193,7 +284,33 @@ class LRN(Cell):
     k: float = 2.0
     type: ClassVar[str] = 'LRN'
 
+    def value_range(self, ins):   # x / (k + a/n sum x^2)^b keeps the sign of x
+        lo, hi = _union(ins)
+        return (0.0 if lo >= 0 else -math.inf, 0.0 if hi <= 0 else math.inf)
+    def homogeneous(self): return False
+
 CELL_TYPES.update({c.type: c for c in (Deconv, LRN)})
+
+# %% ../nbs/01_network.ipynb #0bc477e4
+def _union(ranges):
+    "The smallest interval holding every (lo, hi) of `ranges`."
+    return min(r[0] for r in ranges), max(r[1] for r in ranges)
+
+def _elemwise_range(c, ins):
+    "ElemWise: non-negative when its operation keeps non-negative inputs non-negative."
+    pos, lo = (lambda v: all(x >= 0 for x in v)), _union(ins)[0]
+    if c.operation == 'EuclideanSum' or lo >= 0 and (c.operation in ('Prod', 'Max') or
+            c.operation == 'Sum' and pos(c.weights) and pos(c.shifts) or c.operation == 'AbsSum' and pos(c.weights)):
+        return (0.0, math.inf)
+    return (-math.inf, math.inf)
+
+def value_ranges(net, env=(0.0, math.inf)):
+    "{name: (lo, hi)} of 'env' (stimuli in `env`) and of every cell's outputs, after its activation."
+    r = {'env': tuple(env)}
+    for c in net:
+        v = c.value_range([r[i] for i in c.inputs])
+        r[c.name] = v if c.activation is None else c.activation.range(*v)
+    return r
 
 # %% ../nbs/01_network.ipynb #3ec85979
 def conv_out(n, k, s=1, d=1, p0=0, p1=0):
