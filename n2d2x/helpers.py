@@ -92,9 +92,10 @@ REGISTRIES = []   # every Registry ever made, for the coverage test
 
 class Registry(dict):
     "One stage's kernels by cell (or activation) type: `@reg.register('Conv')` adds one, `reg.refuse(...)` records a decided no."
-    def __init__(self, stage, error=NotImplementedError, kind='cell'):
+    def __init__(self, stage, error=NotImplementedError, kind='cell', complete=True):
         super().__init__()
-        self.stage, self.error, self.kind, self.refused = stage, error, kind, {}  # kind: 'cell' or 'activation'
+        self.stage, self.error, self.kind, self.refused = stage, error, kind, {}
+        self.complete = complete   # every type of its kind must be registered or refused (the coverage test checks it)
         REGISTRIES.append(self)
 
     def __repr__(self): return f"Registry({self.stage!r}, {len(self)} {self.kind} types, {len(self.refused)} refused)"
