@@ -128,4 +128,4 @@ def lookup(self: Registry, t, cell=None):
     if t in self: return self[t]
     who = f"cell [{cell}]: " if cell is not None else ''
     why = self.refused.get(t, f"no kernel for this {self.kind} type (known: {', '.join(self)})")
-    raise self.error(f"{who}{self.stage} does not support a {t} {'cell' if self.kind == 'cell' else 'activation'}: {why}")
+    raise self.error(f"{who}{self.stage} does not support {self.kind} type '{t}': {why}")
