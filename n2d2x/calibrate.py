@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 from fastcore.basics import patch
 from matplotlib.figure import Figure
-from .network import Network
+from .network import Network, value_ranges
+from .helpers import Registry, round_half_away
 from .engine import forward
 from .weights import file_name
 
@@ -35,44 +36,16 @@ def _check_mode(mode, allowed=CLIPPING_MODES, what='activation'):
         raise ClippingModeError(f"Unsupported clipping mode '{mode}' for {what} clipping (use {', '.join(allowed)})")
     return mode
 
-# %% ../nbs/08_calibrate.ipynb #bdf3802b
-def _activation_range(a):
-    "The range of an activation's outputs (N2D2's `getOutputRange`)."
-    top = a.clipping if a.clipping > 0 else math.inf
-    if a.type == 'Rectifier': return (-top, top) if a.leak_slope > 0 else (0.0, top)
-    if a.type == 'Linear': return (-top, top)
-    if a.type == 'Saturation': return (-a.threshold, a.threshold)
-    if a.type in ('Logistic', 'LogisticWithLoss', 'HardSigmoid'): return (0.0, 1.0)
-    if a.type == 'Tanh': return (-1.0, 1.0)
-    if a.type == 'Softplus': return (0.0, math.inf)
-    return (-math.inf, math.inf)
-
-def _elemwise_range(c, lo):
-    "ElemWise without activation: non-negative when its operation keeps non-negative inputs non-negative."
-    pos = lambda v: all(x >= 0 for x in v)
-    if c.operation == 'EuclideanSum' or lo >= 0 and (c.operation in ('Prod', 'Max') or
-            c.operation == 'Sum' and pos(c.weights) and pos(c.shifts) or c.operation == 'AbsSum' and pos(c.weights)):
-        return (0.0, math.inf)
-    return (-math.inf, math.inf)
-
 # %% ../nbs/08_calibrate.ipynb #2b25b6ab
+def _env(unsigned): return (0.0, math.inf) if unsigned else (-math.inf, math.inf)
+
 def output_range(net: Network, name, env_unsigned=True):
-    "The range N2D2 expects of the outputs of cell `name` (or 'env'), from activations and parents."
-    if name == 'env': return (0.0, math.inf) if env_unsigned else (-math.inf, math.inf)
-    c = net[name]
-    if c.activation is not None and c.type != 'Padding': return _activation_range(c.activation)
-    if c.type not in ('Pool', 'Padding', 'ElemWise', 'Reshape', 'Resize', 'Dropout'): return (-math.inf, math.inf)  # these move values, they do not make them
-    ranges = [output_range(net, p, env_unsigned) for p in c.inputs]
-    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
-    if c.type == 'Padding': return (min(lo, 0.0), hi)
-    return _elemwise_range(c, lo) if c.type == 'ElemWise' else (lo, hi)
+    "The range of the outputs of cell `name` (or 'env'): `network.value_ranges`, the one analysis every stage reads."
+    return value_ranges(net, _env(env_unsigned))[name]
 
 def is_output_unsigned(net: Network, name, env_unsigned=True, unsigned_data=True):
     "Whether the outputs of `name` (a cell or 'env') are quantized unsigned (N2D2's `isCellOutputUnsigned`)."
-    if not unsigned_data: return False
-    if name == 'env': return env_unsigned
-    if net[name].type == 'Padding': return all(is_output_unsigned(net, p, env_unsigned) for p in net[name].inputs)
-    return output_range(net, name, env_unsigned)[0] >= 0
+    return unsigned_data and output_range(net, name, env_unsigned)[0] >= 0
 
 # %% ../nbs/08_calibrate.ipynb #8a748ebb
 @dataclass
@@ -176,11 +149,6 @@ def _sequential_sum(a):
     return np.cumsum(a, axis=0)[-1]
 
 # %% ../nbs/08_calibrate.ipynb #7d0dcf33
-def _round_half_away(x):
-    "C's round(): halves away from zero."
-    t = np.trunc(x)
-    return t + np.sign(x) * (np.abs(x - t) >= 0.5)
-
 def _levels(hist, nbbits):
     "Integer range of the quantized values: unsigned when the histogram starts at >= 0."
     return (0.0, 2.0 ** nbbits - 1) if hist.min_val >= 0 else (-2.0 ** (nbbits - 1), 2.0 ** (nbbits - 1) - 1)
@@ -193,7 +161,7 @@ def _mse(hist, nbbits, ts):
     out = np.empty(len(ts))
     for s in _chunks(len(ts), len(nz)):
         k = qmax / ts[s]
-        d = c - np.clip(_round_half_away(c * k), qmin, qmax) / k
+        d = c - np.clip(round_half_away(c * k), qmin, qmax) / k
         out[s] = _sequential_sum(d * d * p)
     return out
 
@@ -233,27 +201,37 @@ def threshold(stats, nbbits=8, mode='MSE', quantile=0.9999):
     return _best(stats, _mse if mode == 'MSE' else _kl, nbbits)
 
 # %% ../nbs/08_calibrate.ipynb #100635f0
-_KEEPS_PARENT_SCALING = ('Padding', 'Pool', 'Resize', 'Softmax', 'Reshape', 'Dropout')
-_CLIPPED = ('Rectifier', 'Linear', 'Saturation')
+_RULES = Registry('calibrate', CalibrationError, kind='activation')   # activation type -> how T is found for it
+
+@_RULES.register('Linear', 'Rectifier', 'Saturation')
+def _by_clipping(cell): return 'clipping'   # N2D2: the clipping mode (MSE, KL-Divergence, Quantile) chooses T
+
+@_RULES.register('Logistic', 'LogisticWithLoss', 'Tanh')
+def _bounded(cell): return 'fixed' if cell.type == 'Activation' else 'max'   # within [-1, 1]: T = 1 on an Activation cell
+
+@_RULES.register('HardSigmoid')
+def _fixed(cell): return 'fixed'            # [0, 1] whatever its inputs: T = 1
+
+@_RULES.register('Softplus', 'HardSwish')
+def _by_max(cell): return 'max'             # unbounded: the largest |output| seen
+
+def _rule(c): return _RULES.lookup(c.activation.type, c.name)(c)
 
 def threshold_rule(net: Network, name, mode='MSE'):
     "Where the threshold of cell `name` comes from: (statistics cell, mode), or None when it keeps its parents' scaling."
     c = net[name]
-    if c.type in _KEEPS_PARENT_SCALING: return None
+    if not c.rescales: return None
     if c.type == 'ElemWise' or c.activation is None: return (name, 'None')
-    if not (c.nb_outputs > 2 and c.activation.type in _CLIPPED): return (name, 'None')
+    if not (c.nb_outputs > 2 and _rule(c) == 'clipping'): return (name, 'None')
     kids = net.children(name)
     if len(kids) == 1 and kids[0].type == 'Pool' and kids[0].pooling == 'Max': return (kids[0].name, mode)
     return (name, mode)
 
 # %% ../nbs/08_calibrate.ipynb #f3edf3bf
-_BOUNDED = ('Logistic', 'LogisticWithLoss', 'Tanh')   # outputs within [-1, 1]: T = 1 on an Activation cell
-
 def fixed_threshold(cell):
     "T of a cell whose output range does not depend on its inputs (HardSigmoid; Logistic, Tanh on an Activation cell), else None."
-    a = cell.activation
-    if a is None or cell.type in _KEEPS_PARENT_SCALING: return None
-    return 1.0 if a.type == 'HardSigmoid' or a.type in _BOUNDED and cell.type == 'Activation' else None
+    if cell.activation is None or not cell.rescales: return None
+    return 1.0 if _rule(cell) == 'fixed' else None
 
 # %% ../nbs/08_calibrate.ipynb #42517c91
 def _average_pool(c): return c.type == 'Pool' and c.pooling == 'Average'
@@ -333,7 +311,7 @@ def _stimuli(batch):
 def _signs(net, x, env_unsigned, unsigned_data):
     "Unsigned histogram or not, for 'env' and every cell (the first batch decides for the stimuli if not told)."
     env = bool(x.min() >= 0) if env_unsigned is None else env_unsigned
-    return {n: is_output_unsigned(net, n, env, unsigned_data) for n in ['env', *net.cells]}
+    return {n: unsigned_data and lo >= 0 for n, (lo, _) in value_ranges(net, _env(env)).items()}
 
 def calibrate(net: Network, batches, nbbits=8, act_clipping_mode='MSE', act_quantile_value=0.9999, progress=False,
               env_unsigned=None,  # stimuli unsigned (N2D2: min of the whole data set >= 0); None: the first batch decides
@@ -480,7 +458,7 @@ def load_calibration(export_dir, nbbits=8, mode='MSE', quantile=0.9999, net: Net
 # %% ../nbs/08_calibrate.ipynb #c8a401fe
 def _counted(cell):
     "Mask of the weights N2D2 counts: all of an Fc's, a Conv's connected kernels."
-    if cell.type == 'Conv' and cell.mapping is not None:
+    if getattr(cell, 'mapping', None) is not None:
         return np.broadcast_to(cell.mapping[:, :, None, None], cell.weights.shape)
     return np.ones(cell.weights.shape, bool)
 
@@ -488,7 +466,7 @@ def clip_weights(net: Network, nbbits=8, mode='None'):
     "A copy of `net` with each Conv and Fc's weights clamped to [-t, t], t chosen by `mode` on its weights' histogram."
     _check_mode(mode, ('None', 'MSE', 'KL-Divergence'), 'weights')
     net = net.copy()
-    for c in [c for c in net if mode != 'None' and c.type in ('Conv', 'Fc') and c.weights is not None]:
+    for c in [c for c in net if mode != 'None' and 'weights' in c.parameters and c.weights is not None]:
         sel = _counted(c); w = c.weights[sel]
         m = float(np.abs(w).max(initial=0.0))
         if m == 0: continue

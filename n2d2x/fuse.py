@@ -6,7 +6,9 @@
 from __future__ import annotations
 import warnings
 import numpy as np
-from .network import Network, Conv, Filler
+import math
+from .network import Network, Conv, Filler, value_ranges
+from .helpers import unique_name
 
 # %% auto #0
 __all__ = ['FuseWarning', 'dropout_removable', 'remove_dropout', 'batchnorm_fusable', 'fuse_batchnorm', 'padding_fusable',
@@ -84,12 +86,6 @@ def _fuse_batchnorm(net, name):
     net.remove(name)
 
 # %% ../nbs/07_fuse.ipynb #d8ce2cdd
-def _new_name(net, base):
-    "`base`, or else `base_0`, `base_1`, ...: the first name no cell has (N2D2's generateNewCellName)."
-    name, i = base, 0
-    while name in net.cells: name, i = f"{base}_{i}", i + 1
-    return name
-
 def _needs_identity_conv(net, name):
     "True for a BatchNorm with parameters and one parent that is env or not a Conv/Fc."
     bn = net[name]
@@ -101,7 +97,7 @@ def _insert_identity_conv(net, name):
     "Insert, just before the BatchNorm cell `name`, a depthwise 1x1 Conv that copies its input."
     bn = net[name]
     c = net.dims(bn.inputs[0])[0]
-    conv = Conv(_new_name(net, f"{name}_conv"), list(bn.inputs), nb_outputs=c, groups=c,
+    conv = Conv(unique_name(f"{name}_conv", net.cells), list(bn.inputs), nb_outputs=c, groups=c,
                 weights=np.ones((c, 1, 1, 1), np.float32), bias=np.zeros(c, np.float32),
                 weights_filler=Filler('ConstantFiller', {'Value': 1.0}), bias_filler=Filler('ConstantFiller', {'Value': 0.0}))
     bn.inputs = [conv.name]
@@ -120,13 +116,7 @@ def fuse_batchnorm(net):
 # %% ../nbs/07_fuse.ipynb #c16c606d
 def _non_negative(net, name):
     "True when the output of `name` is >= 0 for any stimuli (a ReLU, a sigmoid, ..., or a pool of such)."
-    if name == 'env': return False
-    c, a = net[name], net[name].activation
-    if a is not None and (a.type in ('Logistic', 'LogisticWithLoss', 'Softplus') or a.type == 'Rectifier' and a.leak_slope == 0):
-        return True
-    if not _linear(a): return False
-    if c.type == 'Softmax': return True
-    return c.type in ('Pool', 'Padding', 'Dropout', 'Reshape', 'Resize') and all(_non_negative(net, i) for i in c.inputs)
+    return value_ranges(net, (-math.inf, math.inf))[name][0] >= 0
 
 # %% ../nbs/07_fuse.ipynb #b811efb0
 def _padding_child(net, pad, child, sizes):
@@ -174,8 +164,8 @@ def fuse(net):
 
 # %% ../nbs/07_fuse.ipynb #36793287
 def _commutes(act):
-    "True for an activation that commutes with a positive factor per channel: none, Linear, an unclipped Rectifier."
-    return _linear(act) or act.type == 'Rectifier' and not act.clipping > 0
+    "True for an activation that commutes with a positive factor per channel (positively homogeneous): none, Linear, an unclipped Rectifier."
+    return act is None or act.homogeneous
 
 def _chain(net, name):
     "(Pool/Padding cells, L2): what follows the Conv/Fc `name`, each the single child of the one before; or why not."
@@ -205,7 +195,7 @@ def equalizable(net, name, relu_clipping='skip'):
     return None
 
 # %% ../nbs/07_fuse.ipynb #cea89a12
-def _weights(c): return (c.masked_weights() if c.type == 'Conv' else c.weights).astype(np.float64)
+def _weights(c): return (c.masked_weights() if hasattr(c, 'masked_weights') else c.weights).astype(np.float64)
 
 def _by_input(c, w, dims):
     "Weights `w` of Conv/Fc `c` (input `dims`) as [groups, outputs per group, channels per group, rest]."

@@ -8,9 +8,10 @@ import ast, math, operator, os, re, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from fastcore.basics import patch
+from .helpers import MISSING, parse_bool
 
 # %% auto #0
-__all__ = ['MISSING', 'IniError', 'Prop', 'Section', 'Ini', 'expand_env']
+__all__ = ['IniError', 'Prop', 'Section', 'Ini', 'expand_env']
 
 # %% ../nbs/00_ini.ipynb #4c338b8a
 class IniError(ValueError):
@@ -21,11 +22,6 @@ class IniError(ValueError):
         super().__init__(where + message)
 
 # %% ../nbs/00_ini.ipynb #83a2c6ab
-class _Missing:
-    "The type of `MISSING`, the 'no default given' sentinel."
-    def __repr__(self): return 'MISSING'
-MISSING = _Missing()
-
 @dataclass
 class Prop:
     "One `key=value` line: its raw value and where it was written."
@@ -266,8 +262,7 @@ def _to_int(s):
         if not f.is_integer(): raise
         return int(f)
 
-_BOOLS = {'0': False, '1': True, 'false': False, 'true': True, 'no': False, 'yes': True}
-_CONVS = {int: _to_int, bool: lambda s: _BOOLS[s.lower()]}
+_CONVS = {int: _to_int, bool: parse_bool}   # booleans as N2D2 reads them everywhere: 0/1, true/false, yes/no
 
 # %% ../nbs/00_ini.ipynb #d2134039
 @patch

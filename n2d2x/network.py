@@ -4,13 +4,14 @@
 
 # %% ../nbs/01_network.ipynb #1cbad331
 from __future__ import annotations
-import copy, math, re
+import copy, graphlib, math, re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 import numpy as np
 from fastcore.basics import patch
 from .ini import Ini, IniError, MISSING, expand_env
+from .helpers import CellKeys, Registry
 from .onnx_read import read_onnx, OnnxImportError
 
 # %% auto #0
@@ -203,9 +204,8 @@ class Softmax(Cell):
     with_loss: bool = False
     group_size: int = 0
     type: ClassVar[str] = 'Softmax'
-    integer_output: ClassVar[bool] = False
+    integer_output: ClassVar[bool] = False   # its range is N2D2's default (-inf, inf): it has no integer type to choose
 
-    def value_range(self, ins): return (0.0, 1.0)
     def homogeneous(self): return False
 
 @dataclass(repr=False)
@@ -424,19 +424,17 @@ def dims(self: Network, name):
 @patch
 def sort(self: Network):
     "Order the cells by longest path from env, ties in insertion (file) order; reject unknown inputs and cycles."
-    depth, order = {'env': 0}, list(self.cells)
-    for _ in range(len(order) + 1):
-        changed = False
-        for c in self:
-            for i in c.inputs:
-                if i != 'env' and i not in self.cells:
-                    raise ShapeError(f"cell [{c.name}]: unknown input '{i}'")
-            ds = [depth.get(i) for i in c.inputs]
-            if None not in ds and depth.get(c.name) != max(ds) + 1: depth[c.name] = max(ds) + 1; changed = True
-        if not changed: break
-    missing = [n for n in order if n not in depth or depth[n] > len(order)]
-    if missing: raise ShapeError(f"cells {missing} are in a cycle or not connected to env")
-    self.cells = {n: self.cells[n] for n in sorted(order, key=lambda n: (depth[n], order.index(n)))}
+    for c in self:
+        for i in c.inputs:
+            if i != 'env' and i not in self.cells: raise ShapeError(f"cell [{c.name}]: unknown input '{i}'")
+    ts, order, out = graphlib.TopologicalSorter({c.name: set(c.inputs) for c in self}), list(self.cells), []
+    try: ts.prepare()
+    except graphlib.CycleError as e: raise ShapeError(f"cells {e.args[1][:-1]} form a cycle") from None
+    while ts.is_active():   # one round = one depth: every cell whose inputs all came in earlier rounds
+        ready = [n for n in ts.get_ready()]
+        out += sorted((n for n in ready if n != 'env'), key=order.index)
+        ts.done(*ready)
+    self.cells = {n: self.cells[n] for n in out}
     return self
 
 @patch
@@ -490,37 +488,7 @@ _KEYS = {
 _KEYS['Deconv'] = _KEYS['Conv'] - {'SubSample', 'SubSampleX', 'SubSampleY', 'SubSampleDims'}
 
 # %% ../nbs/01_network.ipynb #31f98d2d
-class _CellKeys:
-    "Key lookup for one cell section: own keys, then its ConfigSection sections (last first)."
-    def __init__(self, ini, section, pseudo):
-        self.ini, self.section, self.pseudo = ini, section, pseudo
-        cfg = ini.get(section, 'ConfigSection', '', pseudo) if ini.has(section, 'ConfigSection') else ''
-        self.configs = [s.strip() for s in cfg.split(',') if s.strip()]
-        for s in self.configs:
-            if s not in ini.sections: raise ini.error(section, 'ConfigSection', f"unknown ConfigSection [{s}]")
-
-    def where(self, key):
-        "The section that defines `key`, or None."
-        for s in [self.section] + self.configs[::-1]:
-            if self.ini.has(s, key): return s
-
-    def has(self, *keys): return any(self.where(k) for k in keys)
-
-    def keys(self):
-        "(section, key) of every key that applies to this cell."
-        return [(s, k) for s in self.configs + [self.section] for k in self.ini.keys(s)]
-
-# %% ../nbs/01_network.ipynb #171a0ca3
-def _getter(kind):
-    def get(self, key, default=MISSING, **kw):
-        s = self.where(key)
-        if s is None:
-            if default is MISSING: raise self.ini.error(self.section, None, f"[{self.section}]: missing key '{key}'")
-            return default
-        return getattr(self.ini, kind)(s, key, pseudo=self.pseudo, **kw)
-    return get
-
-for _k in ('get', 'get_int', 'get_float', 'get_bool', 'get_list'): setattr(_CellKeys, _k, _getter(_k))
+_CellKeys = CellKeys   # the public one lives in n2d2x.helpers; this alias goes once no module uses it
 
 # %% ../nbs/01_network.ipynb #6c1fe093
 def _pair(keys, stem, default=None, x='X', y='Y', size=''):
@@ -622,6 +590,9 @@ def _filler(keys, name):
     return Filler(t, params if params or t != 'NormalFiller' else {'Mean': 0.0, 'StdDev': 0.05})
 
 # %% ../nbs/01_network.ipynb #b5757ed5
+_BUILD = Registry('INI', IniError)   # cell type -> builder(keys, cell, in_dims): reads the type's own keys into the cell
+
+@_BUILD.register('Conv')
 def _build_conv(keys, cell, in_dims):
     cell.kernel = _pair(keys, 'Kernel', None, 'Width', 'Height', 'Size')
     cell.stride, cell.dilation = _pair(keys, 'Stride', 1), _pair(keys, 'Dilation', 1)
@@ -635,11 +606,13 @@ def _build_conv(keys, cell, in_dims):
     cell.weights_format = keys.get('WeightsExportFormat', 'OCHW')
     cell.weights_flip = keys.get_bool('WeightsExportFlip', False)
 
+@_BUILD.register('Fc')
 def _build_fc(keys, cell, in_dims):
     cell.no_bias = keys.get_bool('NoBias', False)
     cell.weights_filler, cell.bias_filler = _filler(keys, 'WeightsFiller'), _filler(keys, 'BiasFiller')
 
 # %% ../nbs/01_network.ipynb #16c23379
+@_BUILD.register('Pool')
 def _build_pool(keys, cell, in_dims):
     cell.pooling = keys.get('Pooling', 'Max')
     if cell.pooling not in ('Max', 'Average'): raise keys.ini.error(keys.where('Pooling'), 'Pooling', f"unknown Pooling '{cell.pooling}' (Max or Average)")
@@ -654,11 +627,13 @@ def _build_pool(keys, cell, in_dims):
                              f"{c} input channels (add Mapping.Size=1); pooling across channels is not supported")
 
 # %% ../nbs/01_network.ipynb #98b0c276
+@_BUILD.register('BatchNorm')
 def _build_bn(keys, cell, in_dims):
     eps = keys.get_float('Epsilon', 0.0)
     cell.epsilon = eps if eps > 0 else 1e-5  # N2D2: 0 means "the smallest allowed", cuDNN's 1e-5
     cell.momentum = keys.get_float('MovingAverageMomentum', 0.1)
 
+@_BUILD.register('ElemWise')
 def _build_elemwise(keys, cell, in_dims):
     cell.operation = keys.get('Operation', 'Sum')
     if cell.operation not in ('Sum', 'AbsSum', 'EuclideanSum', 'Prod', 'Max'):
@@ -672,14 +647,18 @@ def _build_elemwise(keys, cell, in_dims):
         setattr(cell, f, v * n if len(v) == 1 else v)
 
 # %% ../nbs/01_network.ipynb #8b1ec44b
+@_BUILD.register('Softmax')
 def _build_softmax(keys, cell, in_dims):
     cell.with_loss, cell.group_size = keys.get_bool('WithLoss', False), keys.get_int('GroupSize', 0)
 
+@_BUILD.register('Dropout')
 def _build_dropout(keys, cell, in_dims): cell.rate = keys.get_float('Dropout', 0.5)
 
+@_BUILD.register('Padding')
 def _build_padding(keys, cell, in_dims):
     for f in ('top', 'bottom', 'left', 'right'): setattr(cell, f, keys.get_int(f.capitalize() + 'Padding', 0))
 
+@_BUILD.register('Resize')
 def _build_resize(keys, cell, in_dims):
     cell.out_width, cell.out_height = keys.get_int('OutputWidth'), keys.get_int('OutputHeight')
     cell.mode = keys.get('Mode', 'Bilinear')
@@ -688,6 +667,7 @@ def _build_resize(keys, cell, in_dims):
     cell.align_corners = keys.get_bool('AlignCorners', True)
 
 # %% ../nbs/01_network.ipynb #5aa6904d
+@_BUILD.register('Reshape')
 def _build_reshape(keys, cell, in_dims):
     d = keys.get_list('Dims', type=int)[::-1]  # now C, H, W order
     src = (sum(x[0] for x in in_dims),) + tuple(in_dims[0][1:])
@@ -697,12 +677,11 @@ def _build_reshape(keys, cell, in_dims):
     if d.count(-1) == 1: d[d.index(-1)] = int(np.prod(src)) // -int(np.prod(d))
     cell.shape = tuple(d)
 
-_BUILDERS = {'Conv': _build_conv, 'Fc': _build_fc, 'Pool': _build_pool, 'BatchNorm': _build_bn,
-             'ElemWise': _build_elemwise, 'Softmax': _build_softmax, 'Dropout': _build_dropout,
-             'Padding': _build_padding, 'Resize': _build_resize, 'Reshape': _build_reshape,
-             'Activation': lambda *a: None}
+@_BUILD.register('Activation')
+def _build_activation(keys, cell, in_dims): pass   # only its ActivationFunction keys, read for every cell
 
 # %% ../nbs/01_network.ipynb #b32a3ba1
+@_BUILD.register('Deconv')
 def _build_deconv(keys, cell, in_dims):
     cell.kernel = _pair(keys, 'Kernel', None, 'Width', 'Height', 'Size')
     cell.stride, cell.dilation = _pair(keys, 'Stride', 1), _pair(keys, 'Dilation', 1)
@@ -716,11 +695,10 @@ def _build_deconv(keys, cell, in_dims):
     cell.weights_format = keys.get('WeightsExportFormat', 'OCHW')
     cell.weights_flip = keys.get_bool('WeightsExportFlip', False)
 
+@_BUILD.register('LRN')
 def _build_lrn(keys, cell, in_dims):
     cell.size, cell.alpha = keys.get_int('N', 5), keys.get_float('Alpha', 1e-4)
     cell.beta, cell.k = keys.get_float('Beta', 0.75), keys.get_float('K', 2.0)
-
-_BUILDERS.update({'Deconv': _build_deconv, 'LRN': _build_lrn})
 
 # %% ../nbs/01_network.ipynb #c4c65d9b
 def _check_keys(keys, ctype):
@@ -806,17 +784,18 @@ def _cell_sections(ini, sp):
 
 # %% ../nbs/01_network.ipynb #3cc3f813
 def _build_cell(ini, section, inputs, cells, pseudo, input_dims):
-    keys = _CellKeys(ini, section, pseudo)
+    keys = CellKeys(ini, section, pseudo)
     t = keys.get('Type')
-    if t not in _BUILDERS: raise ini.error(keys.where('Type'), 'Type', f"[{section}]: unknown cell Type '{t}' (known: {', '.join(_BUILDERS)})")
+    if t not in _BUILD: raise ini.error(keys.where('Type'), 'Type', f"[{section}]: unknown cell Type '{t}' (known: {', '.join(_BUILD)})")
     _check_keys(keys, t)
     in_dims = [input_dims if i == 'env' else cells[i].dims for i in inputs]
-    nb = keys.get_int('NbOutputs', 0 if t not in ('Conv', 'Fc', 'Deconv') else MISSING)
+    weighted = 'weights' in CELL_TYPES[t].parameters   # a weighted cell chooses its output channels; the others keep their inputs'
+    nb = keys.get_int('NbOutputs', MISSING if weighted else 0)
     cell = CELL_TYPES[t](section, inputs, nb_outputs=nb, activation=_activation(keys))
-    _BUILDERS[t](keys, cell, in_dims)
+    _BUILD[t](keys, cell, in_dims)
     try: cell.dims = tuple(int(v) for v in cell.out_dims(in_dims))
     except ShapeError as e: raise ini.error(section, None, str(e)) from None
-    if t not in ('Conv', 'Fc', 'Deconv') and nb and nb != cell.dims[0]:
+    if not weighted and nb and nb != cell.dims[0]:
         raise ini.error(section, 'NbOutputs', f"[{section}]: NbOutputs={nb} but the cell outputs {cell.dims[0]} channels")
     cell.nb_outputs = cell.dims[0]
     return cell
@@ -854,7 +833,7 @@ _SETTABLE = {'NoBias': ('no_bias', 'get_bool'), 'WeightsExportFormat': ('weights
 
 def _configure(ini, section, cell, pseudo):
     "Apply to an imported cell the keys of the INI section that configures it (N2D2's `generateParams`)."
-    keys = _CellKeys(ini, section, pseudo)
+    keys = CellKeys(ini, section, pseudo)
     _check_keys(keys, cell.type)
     fixed = (_KEYS[cell.type] | {'Type', 'NbOutputs'}) - set(_SETTABLE) - {'WeightsFiller', 'BiasFiller'}
     for s, k in keys.keys():
@@ -870,7 +849,7 @@ def _configure(ini, section, cell, pseudo):
 # %% ../nbs/01_network.ipynb #32e31974
 def _build_onnx(ini, section, inputs, cells, pseudo, input_dims):
     "(cells, OnnxGraph) of the ONNX model of a Type=ONNX section, fed by its Input cells."
-    keys = _CellKeys(ini, section, pseudo)
+    keys = CellKeys(ini, section, pseudo)
     for s, k in keys.keys():
         if not (k.startswith('$') or k in _ONNX_KEYS): raise ini.error(s, k, f"[{section}]: unknown key '{k}' for a Type=ONNX section (known: {', '.join(sorted(_ONNX_KEYS))})")
     in_dims = [input_dims if i == 'env' else cells[i].dims for i in inputs]
@@ -902,7 +881,7 @@ def _is_onnx(ini, s): return ini.get(s, 'Type', '') == 'ONNX'
 
 def _has_parameters(cell):
     "Whether `cell` holds free parameters already (an imported cell with ONNX_init=1)."
-    return any(getattr(cell, a, None) is not None for a in ('weights', 'scale'))
+    return any(getattr(cell, a, None) is not None for a in cell.parameters)
 
 # %% ../nbs/01_network.ipynb #5dfaa01c
 def _build_section(ini, s, ins, onnx, cells, aliases, sections, pseudo, input_dims):
