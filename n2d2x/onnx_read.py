@@ -11,6 +11,7 @@ import onnx
 from onnx import helper, numpy_helper, shape_inference
 from onnx.reference import ReferenceEvaluator
 from fastcore.basics import patch
+from .helpers import Registry
 
 # %% auto #0
 __all__ = ['OPS', 'OnnxImportError', 'CellSpec', 'OnnxGraph', 'load_model', 'fold_constants', 'rewrite_hard_activations',
@@ -802,20 +803,36 @@ def _transpose_fc(p, in_dims):
     return np.concatenate(blocks, axis=1)
 
 # %% ../nbs/00a_onnx_read.ipynb #fcd5dd71
+_TRANSPOSE = Registry('ONNX import with Transpose=1', OnnxImportError)   # cell type -> swap of its H and W parameters
+
+@_TRANSPOSE.register('Conv', 'Deconv', 'Pool')
+def _transpose_window(p, in_dims):
+    for k in ('kernel', 'stride', 'dilation', 'output_padding'):
+        if k in p: p[k] = _swap(p[k])
+    t, l, b, r = p['pads']; p['pads'] = (l, t, r, b)
+    if p.get('weights') is not None: p['weights'] = np.ascontiguousarray(p['weights'].transpose(0, 1, 3, 2))
+
+@_TRANSPOSE.register('Padding')
+def _transpose_padding(p, in_dims): p['top'], p['left'], p['bottom'], p['right'] = p['left'], p['top'], p['right'], p['bottom']
+
+@_TRANSPOSE.register('Resize')
+def _transpose_resize(p, in_dims): p['out_height'], p['out_width'] = p['out_width'], p['out_height']
+
+@_TRANSPOSE.register('Fc')
+def _transpose_fc_cell(p, in_dims):
+    if p.get('weights') is not None: p['weights'] = _transpose_fc(p, in_dims)
+
+@_TRANSPOSE.register('BatchNorm', 'ElemWise', 'Softmax', 'Dropout', 'Activation', 'LRN')
+def _transpose_nothing(p, in_dims): pass   # per channel or per value: no height or width in their parameters
+
+_TRANSPOSE.refuse('Reshape', why="its target shape mixes H and W with the channels; give the model untransposed maps")
+
 def transpose_graph(g):
     "The cells of `g` on transposed maps (H and W swapped everywhere), as N2D2's Transpose=1."
     dims = {s.name: s.dims for s in g.specs} | dict(zip(g.inputs, g.input_dims))
     for s in g.specs:
-        p = s.params
-        if s.type in ('Conv', 'Deconv', 'Pool'):
-            for k in ('kernel', 'stride', 'dilation', 'output_padding'):
-                if k in p: p[k] = _swap(p[k])
-            t, l, b, r = p['pads']; p['pads'] = (l, t, r, b)
-            if p.get('weights') is not None: p['weights'] = np.ascontiguousarray(p['weights'].transpose(0, 1, 3, 2))
-        elif s.type == 'Padding': p['top'], p['left'], p['bottom'], p['right'] = p['left'], p['top'], p['right'], p['bottom']
-        elif s.type == 'Resize': p['out_height'], p['out_width'] = p['out_width'], p['out_height']
-        elif s.type == 'Fc' and p.get('weights') is not None: p['weights'] = _transpose_fc(p, [dims.get(i) for i in s.inputs])
-        elif s.type == 'Reshape': raise OnnxImportError(f"{g.path}: cell '{s.name}' (a Reshape) cannot be transposed (Transpose=1)")
+        try: _TRANSPOSE.lookup(s.type, s.name)(s.params, [dims.get(i) for i in s.inputs])
+        except OnnxImportError as e: raise OnnxImportError(f"{g.path}: {e}") from None
         s.dims = (s.dims[0],) + _swap(s.dims[1:])
     g.input_dims = [(d[0],) + _swap(d[1:]) for d in g.input_dims]
     return g
