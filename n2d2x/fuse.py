@@ -12,7 +12,7 @@ from .helpers import unique_name
 
 # %% auto #0
 __all__ = ['FuseWarning', 'dropout_removable', 'remove_dropout', 'batchnorm_fusable', 'fuse_batchnorm', 'padding_fusable',
-           'fuse_padding', 'fuse', 'equalizable', 'equalize']
+           'fuse_padding', 'fuse', 'equalizable', 'output_ranges', 'input_ranges', 'equalization_pairs', 'equalize']
 
 # %% ../nbs/07_fuse.ipynb #7fa8c39a
 class FuseWarning(UserWarning):
@@ -202,9 +202,13 @@ def _by_input(c, w, dims):
     if c.type == 'Fc': return w.reshape(1, len(w), dims[0], -1)
     return w.reshape(c.groups, len(w) // c.groups, w.shape[1], -1)
 
-def _out_ranges(c): return np.abs(_weights(c)).reshape(len(c.weights), -1).max(1)
+def output_ranges(c):
+    "r1: the largest |weight| of each output channel of Conv/Fc `c`."
+    return np.abs(_weights(c)).reshape(len(c.weights), -1).max(1)
 
-def _in_ranges(c, dims): return np.abs(_by_input(c, _weights(c), dims)).max(axis=(1, 3)).ravel()
+def input_ranges(c, dims):
+    "r2: the largest |weight| reading each input channel of Conv/Fc `c` (input `dims`)."
+    return np.abs(_by_input(c, _weights(c), dims)).max(axis=(1, 3)).ravel()
 
 # %% ../nbs/07_fuse.ipynb #0a440024
 def _factors(r1, r2, b1):
@@ -230,14 +234,14 @@ def _equalize_pair(net, name, l2):
     "Equalize the output channels of `name` with the input channels of `l2`, in place; max |r1 - r2| before."
     c1, c2 = net[name], net[l2]
     dims = net.dims(c2.inputs[0])
-    r1, r2 = _out_ranges(c1), _in_ranges(c2, dims)
+    r1, r2 = output_ranges(c1), input_ranges(c2, dims)
     b1 = np.zeros_like(r1) if c1.bias is None or c1.no_bias else np.abs(c1.bias.astype(np.float64))
     s1, s2 = _factors(r1, r2, b1)
     _scale_outputs(c1, s1); _scale_inputs(c2, s2, dims)
     return float(np.abs(r1 - r2)[(r1 > 0) | (b1 == 0)].max(initial=0.0))
 
 # %% ../nbs/07_fuse.ipynb #c4f867ad
-def _pairs(net, relu_clipping):
+def equalization_pairs(net, relu_clipping):
     "The (L1, L2) pairs to equalize, in network order; warns about pairs refused for their activation."
     pairs = []
     for c in [c for c in net if c.type in ('Conv', 'Fc') and not isinstance(_chain(net, c.name), str)]:
@@ -259,7 +263,7 @@ def equalize(net: Network,                # a fused network (`fuse`): BatchNorm 
     "A copy of `net` with cross-layer weight equalization (N2D2's crossLayerEqualization, which `-no-cle` disables)."
     if relu_clipping not in ('skip', 'remove'): raise ValueError(f"relu_clipping='{relu_clipping}': expected 'skip' or 'remove'")
     net = net.copy()
-    pairs = _pairs(net, relu_clipping)
+    pairs = equalization_pairs(net, relu_clipping)
     for _ in range(max_iterations):
         if max((_equalize_pair(net, *p) for p in pairs), default=0.0) <= max_range_delta: break
     else: warnings.warn(f"equalize: a range delta is still above {max_range_delta} after {max_iterations} passes", FuseWarning, stacklevel=2)

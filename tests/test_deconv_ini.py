@@ -7,7 +7,6 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
-from n2d2x.cli import main
 from n2d2x.data import bundled_mnist_path
 from n2d2x.engine import predict
 from n2d2x.network import Network
@@ -83,18 +82,13 @@ Solvers.Momentum=0.9
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, n2d2x):
     "(folder, ini path): the INI learnt for 64 stimuli, then exported from its learnt weights, by the n2d2x command."
-    import os
     d = tmp_path_factory.mktemp('deconv')
     ini = d / 'deconv.ini'
     ini.write_text(INI.format(mnist=bundled_mnist_path()))
-    cwd = os.getcwd()
-    os.chdir(d)
-    try:
-        assert main([str(ini), '-seed', '1', '-learn', '64']) == 0
-        assert main([str(ini), '-seed', '1', '-w', 'weights', '-export', 'ONNX', '-nbbits', '-32']) == 0
-    finally: os.chdir(cwd)
+    n2d2x([ini, '-seed', '1', '-learn', '64'], d)
+    n2d2x([ini, '-seed', '1', '-w', 'weights', '-export', 'ONNX', '-nbbits', '-32'], d)
     return d, ini
 
 

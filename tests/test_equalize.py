@@ -9,7 +9,7 @@ import pytest
 from n2d2x.calibrate import calibrate
 from n2d2x.data import MNIST_IDX_Database, StimuliProvider, bundled_mnist_path
 from n2d2x.engine import forward, predict
-from n2d2x.fuse import _in_ranges, _out_ranges, _pairs, equalize, fuse
+from n2d2x.fuse import equalization_pairs, equalize, fuse, input_ranges, output_ranges
 from n2d2x.network import Network, model_path
 from n2d2x.quantize import predict_int, quantize
 from n2d2x.weights import fill, load_weights
@@ -40,13 +40,13 @@ def test_mobilenet_v1_same_function(mobilenet_v1):
         eq = equalize(mobilenet_v1, max_range_delta=1e-3, max_iterations=1000)
     x = np.random.default_rng(1).random((2, *mobilenet_v1.input_dims), dtype=np.float32)
     assert_same_function(mobilenet_v1, eq, x, ['fc', 'softmax'])
-    pairs = _pairs(eq.copy(), 'skip')
+    pairs = equalization_pairs(eq.copy(), 'skip')
     assert len(pairs) == 27 and pairs[-1] == ('conv9_1x1', 'fc')
     for a, b in pairs:
-        r1, r2 = _out_ranges(eq[a]), _in_ranges(eq[b], eq.dims(eq[b].inputs[0]))
+        r1, r2 = output_ranges(eq[a]), input_ranges(eq[b], eq.dims(eq[b].inputs[0]))
         np.testing.assert_allclose(r1, r2, rtol=0, atol=2e-3)
     dw = 'conv5_3x3_dw'
-    assert spread(_out_ranges(eq[dw])) < spread(_out_ranges(mobilenet_v1[dw])) / 4
+    assert spread(output_ranges(eq[dw])) < spread(output_ranges(mobilenet_v1[dw])) / 4
 
 
 def test_mobilenet_v1_stop_rules_same_function(mobilenet_v1):

@@ -7,14 +7,13 @@ set is then read here with gzip and numpy, the input quantized as the export's R
 integer model and the float network's own float export run in onnxruntime: the integer model must be within 1
 point of the float network, and equal, on the exported stimuli, the integers the simulation wrote beside them.
 """
-import contextlib, gzip, io, os, re
+import gzip, re
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 
-from n2d2x.cli import main
 
 FIXTURES = Path(__file__).parent / 'fixtures'
 FASHION = Path('/usr/share/datasets/fashion-mnist')
@@ -45,29 +44,11 @@ def qat_ini(method):
     return s
 
 
-def n2d2x(argv, cwd):
-    "Run the n2d2x command in folder `cwd`: what it printed (the test fails on a non-zero exit code)."
-    out, here = io.StringIO(), os.getcwd()
-    os.chdir(cwd)
-    try:
-        with contextlib.redirect_stdout(out): code = main([str(a) for a in argv])
-    finally: os.chdir(here)
-    assert code == 0, out.getvalue()[-3000:]
-    return out.getvalue()
-
-
 def fashion_test_set():
     "The 10,000 Fashion-MNIST test images (uint8 [N, 1, 28, 28]) and labels, read from the IDX files directly."
     with gzip.open(FASHION / 't10k-images-idx3-ubyte.gz') as f: x = np.frombuffer(f.read(), np.uint8, offset=16)
     with gzip.open(FASHION / 't10k-labels-idx1-ubyte.gz') as f: y = np.frombuffer(f.read(), np.uint8, offset=8)
     return x.reshape(-1, 1, 28, 28), y.astype(np.int64)
-
-
-def accuracy(model, x, y):
-    sess = ort.InferenceSession(str(model), providers=['CPUExecutionProvider'])
-    name = sess.get_inputs()[0].name
-    scores = np.concatenate([sess.run(None, {name: x[i:i + 1000]})[0] for i in range(0, len(x), 1000)])
-    return float((scores.reshape(len(x), -1).argmax(1) == y).mean())
 
 
 def readme_input(readme, pixels):
@@ -81,7 +62,7 @@ def readme_input(readme, pixels):
 
 
 @pytest.fixture(scope='module')
-def float_export(fashion_trained, tmp_path_factory):
+def float_export(fashion_trained, tmp_path_factory, n2d2x):
     "The float network of the fixture, exported to float32 ONNX by n2d2x: (weights folder, model path)."
     d, _ = fashion_trained
     cwd = tmp_path_factory.mktemp('float')
@@ -90,7 +71,7 @@ def float_export(fashion_trained, tmp_path_factory):
 
 
 @pytest.mark.parametrize('method', ['SAT', 'LSQ'])
-def test_qat_from_the_command_line(method, float_export, tmp_path):
+def test_qat_from_the_command_line(method, float_export, tmp_path, n2d2x, accuracy, scores):
     float_weights, float_model = float_export
     ini = tmp_path / f'fashion_{method.lower()}4.ini'
     ini.write_text(qat_ini(method))
@@ -107,11 +88,11 @@ def test_qat_from_the_command_line(method, float_export, tmp_path):
 
     # outside n2d2x: the test set from the IDX files, both models in onnxruntime
     pixels, labels = fashion_test_set()
-    int_acc = accuracy(export / 'model.onnx', readme_input((export / 'Readme.txt').read_text(), pixels), labels)
-    float_acc = accuracy(float_model, pixels.astype(np.float32) * np.float32(1 / 255), labels)
-    print(f"{method} W4A4: integer model {100 * int_acc:.2f} %, float network {100 * float_acc:.2f} %")
-    assert int_acc >= float_acc - 0.01, (int_acc, float_acc)
-    assert float_acc > 0.85
+    int_acc = accuracy(scores(export / 'model.onnx', readme_input((export / 'Readme.txt').read_text(), pixels)), labels)
+    float_acc = accuracy(scores(float_model, pixels.astype(np.float32) * np.float32(1 / 255)), labels)
+    print(f"{method} W4A4: integer model {int_acc:.2f} %, float network {float_acc:.2f} %")
+    assert int_acc >= float_acc - 1.0, (int_acc, float_acc)
+    assert float_acc > 85.0
 
     # the exported stimuli and their expected integers: the model's Softmax input equals them
     import onnx

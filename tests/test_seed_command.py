@@ -9,7 +9,6 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from n2d2x.cli import main
 from n2d2x.export import implicit_evaluator
 
 N = 1000  # exported test stimuli
@@ -30,25 +29,15 @@ def read_stimuli(export):
     return np.stack(xs), np.array(labels)
 
 
-def accuracy(y, labels): return float((y.reshape(len(labels), -1).argmax(1) == labels).mean() * 100)
-
-
 def _ini():
     from pathlib import Path
     return Path(__file__).parent / 'fixtures' / 'fashion_lenet.ini'
 
 
-def export(d, tmp, *extra):
-    import contextlib, io, os
-    buf, cwd = io.StringIO(), os.getcwd()
-    os.chdir(tmp)
-    try:
-        with contextlib.redirect_stdout(buf):
-            code = main([str(_ini()), '-seed', '1', '-w', str(d / 'weights_validation'), '-export', 'ONNX', '-calib', '-1',
-                         '-db-export', str(N), '-test', '-nb-test', str(N), *extra])
-    finally: os.chdir(cwd)
-    assert code == 0, buf.getvalue()[-3000:]
-    return buf.getvalue()
+def export(n2d2x, d, tmp, *extra):
+    "The seed's command on the Fashion-MNIST LeNet's weights `d`, run from `tmp` (`n2d2x`: the fixture): what it printed."
+    return n2d2x([_ini(), '-seed', '1', '-w', d / 'weights_validation', '-export', 'ONNX', '-calib', '-1',
+                      '-db-export', N, '-test', '-nb-test', N, *extra], tmp)
 
 
 VARIANTS = {
@@ -59,14 +48,14 @@ VARIANTS = {
 
 
 @pytest.mark.parametrize('variant', list(VARIANTS))
-def test_seed_command_variant(variant, fashion_trained, tmp_path):
+def test_seed_command_variant(variant, fashion_trained, tmp_path, n2d2x, accuracy):
     d, _ = fashion_trained
     extra = list(VARIANTS[variant])
     if extra and extra[0].startswith('@'):
         (tmp_path / 'params.ini').write_text(extra[0][1:] + '\n')
         extra = ['-export-parameters', str(tmp_path / 'params.ini')]
     nbbits = extra[extra.index('-nbbits') + 1] if '-nbbits' in extra else '8'
-    printed = export(d, tmp_path, *(extra if '-nbbits' in extra else ['-nbbits', '8', *extra]))
+    printed = export(n2d2x, d, tmp_path, *(extra if '-nbbits' in extra else ['-nbbits', '8', *extra]))
     m = re.search(r'float ([0-9.]+)%, integer simulation ([0-9.]+)%, (\S+) ([0-9.]+)%', printed)
     assert m, printed[-2000:]
     float_acc, sim_acc = float(m[1]), float(m[2])
