@@ -166,7 +166,11 @@ def stimuli(self:Database, partition) -> np.ndarray:
 @patch
 def count(self:Database, partition) -> int: return len(self.stimuli(partition))
 @patch
-def labels(self:Database, partition) -> np.ndarray: return self._labels[self.stimuli(partition)]
+def labels(self:Database, partition) -> np.ndarray: return self.labels_of(self.stimuli(partition))
+@patch
+def labels_of(self:Database, ids) -> np.ndarray:
+    "Labels (int64) of the stimuli `ids`, in their order."
+    return self._labels[ids]
 @patch
 def label(self:Database, id) -> int: return int(self._labels[id])
 
@@ -375,8 +379,18 @@ class DIR_Database(Database):
 
 # %% ../nbs/04_data.ipynb #310e82f6
 @patch
-def add_dir(self:DIR_Database, data_path, learn, validation=0.0, test=None, depth=1, label_name='', label_depth=1,
-            valid_extensions=(), ignore_masks=(), per_label_partitioning=True, equiv_label_partitioning=True):
+def add_dir(self:DIR_Database,
+            data_path,                      # DataPath: the folder to read
+            learn,                          # Learn: a fraction of each label, or a number of stimuli (not per label)
+            validation=0.0,                 # Validation: the same
+            test=None,                      # Test: the same (default: what is left)
+            depth=1,                        # Depth: levels of sub-folders to read (-1: all)
+            label_name='',                  # label of the files directly in `data_path`
+            label_depth=1,                  # LabelDepth: levels of sub-folders that name the labels (-1: no label)
+            valid_extensions=(),            # ValidExtensions: keep only these (lower case, no dot)
+            ignore_masks=(),                # IgnoreMasks: drop the paths matching one of these (`*`, `?`)
+            per_label_partitioning=True,    # PerLabelPartitioning: `learn`... are fractions of each label
+            equiv_label_partitioning=True): # EquivLabelPartitioning: as many stimuli from every label
     "Add and partition the images under `data_path` (see `DIR_Database`)."
     self._load_dir(Path(data_path), depth, label_name, label_depth, list(valid_extensions), list(ignore_masks))
     if per_label_partitioning:
@@ -758,7 +772,14 @@ def _required(cls, name) -> bool:
 # %% ../nbs/04_data.ipynb #ee0a4112
 class StimuliProvider:
     "N2D2's stimuli provider: a database's stimuli through the transformations, as float32 NCHW batches."
-    def __init__(self, database, dims, batch_size=1, transformations=(), on_the_fly=(), data_signed_mapping=False, seed=1):
+    def __init__(self,
+                 database,                    # the `Database`
+                 dims,                        # (C, H, W) of the stimuli after the transformations
+                 batch_size=1,                # BatchSize
+                 transformations=(),          # [sp.Transformation*]: the `Transformation`s, in order
+                 on_the_fly=(),               # [sp.OnTheFlyTransformation*]: applied after those
+                 data_signed_mapping=False,   # DataSignedMapping: 8- and 16-bit images to [-1, 1], not [0, 1]
+                 seed=1):                     # seed of the provider's generator
         self.database, self.dims, self.batch_size = database, tuple(dims), batch_size
         self.transformations, self.on_the_fly = list(transformations), list(on_the_fly)  # [sp.Transformation*], [sp.OnTheFly*]
         self.data_signed_mapping, self.rng = data_signed_mapping, np.random.default_rng(seed)
@@ -813,14 +834,19 @@ def stimulus(self:StimuliProvider, partition, index, rng=None) -> tuple:
     return self._tensor(partition, id, rng), self.database.label(id)
 
 @patch
-def batches(self:StimuliProvider, partition, batch_size=None, shuffle=False, rng=None, limit=None):
+def batches(self:StimuliProvider,
+            partition,         # 'Learn', 'Validation' or 'Test'
+            batch_size=None,   # stimuli per batch (default: the provider's)
+            shuffle=False,     # in a random order drawn from `rng`, else in the partition's order
+            rng=None,          # a numpy Generator for the order and the random transformations (default: the provider's)
+            limit=None):       # only the first `limit` stimuli (after shuffling)
     "Yield (x float32 [N,C,H,W], labels int64 [N]) over `partition` (its first `limit` stimuli), batch by batch."
     rng, ids = self.rng if rng is None else rng, self.database.stimuli(partition)
     ids = (rng.permutation(ids) if shuffle else ids)[:limit]
     bs = batch_size or self.batch_size or 1
     for k in range(0, len(ids), bs):
         chunk = ids[k:k + bs]
-        yield np.stack([self._tensor(partition, int(i), rng) for i in chunk]), self.database._labels[chunk]
+        yield np.stack([self._tensor(partition, int(i), rng) for i in chunk]), self.database.labels_of(chunk)
 
 # %% ../nbs/04_data.ipynb #4bdd9e30
 def _n2d2_number(v) -> str:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from numpy.lib.stride_tricks import sliding_window_view
 from .network import Network, Activation, Conv, Fc, Pool, BatchNorm, ElemWise, Softmax, Padding, Reshape, Resize, CELL_TYPES
 from .network import Deconv, LRN
+from .helpers import Registry, concat_channels
 
 # %% auto #0
 __all__ = ['KERNELS', 'EngineError', 'activate', 'conv2d', 'pool2d', 'softmax', 'onnx_resize_attrs', 'resize2d',
@@ -21,6 +22,8 @@ __all__ = ['KERNELS', 'EngineError', 'activate', 'conv2d', 'pool2d', 'softmax', 
 class EngineError(ValueError):
     "A network that cannot be run: missing parameters, stimuli of the wrong shape, unknown cell type."
 
+KERNELS = Registry('engine forward', EngineError)   # cell type -> kernel(cell, inputs) -> output before the activation
+
 def _param(cell, attr, shape, dtype=np.float32):
     "The array `cell.<attr>` as `dtype` (float32), checked to exist and to have `shape`."
     a = getattr(cell, attr)
@@ -30,35 +33,41 @@ def _param(cell, attr, shape, dtype=np.float32):
         raise EngineError(f"cell [{cell.name}]: {attr} have shape {list(a.shape)}, expected {list(shape)}")
     return a
 
-def _cat(inputs):
-    "Several inputs are one tensor: their channels concatenated in Input order."
-    return inputs[0] if len(inputs) == 1 else np.concatenate(inputs, axis=1)
-
 # %% ../nbs/05_engine.ipynb #34e642ef
+_ACTIVATIONS = Registry('activation forward', EngineError, kind='activation')   # activation type -> f(act, x)
+
+@_ACTIVATIONS.register('Linear')
+def _linear(a, x): return x
+
+@_ACTIVATIONS.register('Rectifier')
 def _rectifier(a, x):
     y = np.maximum(x, 0) if a.leak_slope == 0 else np.where(x > 0, x, np.float32(a.leak_slope) * x)
     return np.minimum(y, np.float32(a.clipping)) if a.clipping > 0 else y
 
-_ACTIVATIONS = {
-    'Linear': lambda a, x: x,
-    'Rectifier': _rectifier,
-    'Logistic': lambda a, x: np.exp(-np.logaddexp(0, -x)),
-    'LogisticWithLoss': lambda a, x: np.exp(-np.logaddexp(0, -x)),
-    'Saturation': lambda a, x: np.clip(x, np.float32(-a.threshold), np.float32(a.threshold)),
-    'Softplus': lambda a, x: np.logaddexp(0, x),
-    'Tanh': lambda a, x: np.tanh(np.float32(a.alpha) * x)}
+@_ACTIVATIONS.register('Logistic', 'LogisticWithLoss')
+def _logistic(a, x): return np.exp(-np.logaddexp(0, -x))
+
+@_ACTIVATIONS.register('Saturation')
+def _saturation(a, x): return np.clip(x, np.float32(-a.threshold), np.float32(a.threshold))
+
+@_ACTIVATIONS.register('Softplus')
+def _softplus(a, x): return np.logaddexp(0, x)
+
+@_ACTIVATIONS.register('Tanh')
+def _tanh(a, x): return np.tanh(np.float32(a.alpha) * x)
 
 # %% ../nbs/05_engine.ipynb #d4dd3ab1
-def activate(act, x):
-    "Apply the activation `act` (an `Activation`, or None for the identity) to `x`."
+def activate(act, x, cell=None):
+    "Apply the activation `act` (an `Activation`, or None for the identity) to `x`; `cell` names the cell in errors."
     if act is None: return x
-    if act.type not in _ACTIVATIONS: raise EngineError(f"unknown activation '{act.type}'")
-    return _ACTIVATIONS[act.type](act, x)
+    return _ACTIVATIONS.lookup(act.type, cell)(act, x)
 
 # %% ../nbs/05_engine.ipynb #b5109877
+@_ACTIVATIONS.register('HardSigmoid')
 def _hard_sigmoid(a, x): return np.clip(np.float32(a.slope) * x + np.float32(a.offset), 0, 1).astype(x.dtype, copy=False)
 
-_ACTIVATIONS.update({'HardSigmoid': _hard_sigmoid, 'HardSwish': lambda a, x: x * _hard_sigmoid(a, x)})
+@_ACTIVATIONS.register('HardSwish')
+def _hard_swish(a, x): return x * _hard_sigmoid(a, x)
 
 # %% ../nbs/05_engine.ipynb #467e3eb4
 def _lowest(dtype):
@@ -72,7 +81,8 @@ def _pad(x, pads, value=0):
     if max(pads) <= 0: return x
     return np.pad(x, ((0, 0), (0, 0), (max(t, 0), max(b, 0)), (max(l, 0), max(r, 0))), constant_values=value)
 
-def _padding(cell, inputs): return _pad(_cat(inputs), (cell.top, cell.left, cell.bottom, cell.right))
+@KERNELS.register('Padding')
+def _padding(cell, inputs): return _pad(concat_channels(inputs), (cell.top, cell.left, cell.bottom, cell.right))
 
 # %% ../nbs/05_engine.ipynb #213427a5
 def _im2col(x, kernel, stride, dilation):
@@ -84,7 +94,14 @@ def _im2col(x, kernel, stride, dilation):
 # %% ../nbs/05_engine.ipynb #53420150
 _COLS_BYTES = 64 << 20
 
-def conv2d(x, w, bias=None, stride=(1, 1), dilation=(1, 1), pads=(0, 0, 0, 0), groups=1):
+def conv2d(x,                   # input [N, C, H, W]
+           w,                   # weights [M, C/groups, kH, kW]
+           bias=None,           # [M], or None
+           stride=(1, 1),       # (sH, sW)
+           dilation=(1, 1),     # (dH, dW)
+           pads=(0, 0, 0, 0),   # (top, left, bottom, right); negative values crop
+           groups=1             # C and M are split into this many groups
+          ):
     "Convolution of x [N, C, H, W] by w [M, C/groups, kH, kW] (+ bias [M]) by im2col and one matmul per group."
     n, (m, cg, kh, kw) = len(x), w.shape
     if x.shape[1] != cg * groups: raise EngineError(f"conv2d: {x.shape[1]} input channels, weights {list(w.shape)} need {cg * groups}")
@@ -102,8 +119,9 @@ def conv2d(x, w, bias=None, stride=(1, 1), dilation=(1, 1), pads=(0, 0, 0, 0), g
 # %% ../nbs/05_engine.ipynb #77eef229
 def _float(x): return np.float64 if x.dtype == np.float64 else np.float32
 
+@KERNELS.register('Conv')
 def _conv(cell, inputs):
-    x = _cat(inputs)
+    x = concat_channels(inputs)
     c, dt = x.shape[1], _float(x)
     if c % cell.groups: raise EngineError(f"cell [{cell.name}]: {c} input channels do not split into {cell.groups} groups")
     _param(cell, 'weights', (cell.nb_outputs, c // cell.groups) + tuple(cell.kernel))   # present, of the right shape
@@ -112,6 +130,7 @@ def _conv(cell, inputs):
     return conv2d(x, w, b, cell.stride, cell.dilation, cell.pads, cell.groups)
 
 # %% ../nbs/05_engine.ipynb #41621aac
+@KERNELS.register('Fc')
 def _fc(cell, inputs):
     x = np.concatenate([i.reshape(len(i), -1) for i in inputs], axis=1)
     y = x @ _param(cell, 'weights', (cell.nb_outputs, x.shape[1]), _float(x)).T
@@ -119,7 +138,13 @@ def _fc(cell, inputs):
     return y.reshape(len(x), -1, 1, 1)
 
 # %% ../nbs/05_engine.ipynb #bb76b203
-def pool2d(x, kernel, stride=(1, 1), pads=(0, 0, 0, 0), mode='Max', count_include_pad=True):
+def pool2d(x,                        # input [N, C, H, W]
+           kernel,                   # (kH, kW)
+           stride=(1, 1),            # (sH, sW)
+           pads=(0, 0, 0, 0),        # (top, left, bottom, right)
+           mode='Max',               # 'Max' or 'Average'
+           count_include_pad=True    # Average: divide by the kernel area (N2D2), else by the input values in the window
+          ):
     "Max or Average (divisor: the kernel area, padding included, or the input values of the window) pooling of x [N, C, H, W]."
     (kh, kw), (sh, sw), hw = kernel, stride, x.shape[2:]
     x = _pad(x, pads, _lowest(x.dtype) if mode == 'Max' else 0)
@@ -134,16 +159,20 @@ def _window_counts(hw, kernel, stride, pads, dtype):
     "How many input values (padding excluded) each pooling window holds, [Ho, Wo]."
     return np.rint(pool2d(np.ones((1, 1, *hw)), kernel, stride, pads, 'Average') * (kernel[0] * kernel[1]))[0, 0].astype(dtype)
 
-def _pool(cell, inputs): return pool2d(_cat(inputs), cell.kernel, cell.stride, cell.pads, cell.pooling, cell.count_include_pad)
+@KERNELS.register('Pool')
+def _pool(cell, inputs):
+    return pool2d(concat_channels(inputs), cell.kernel, cell.stride, cell.pads, cell.pooling, cell.count_include_pad)
 
 # %% ../nbs/05_engine.ipynb #a61acb7e
+@KERNELS.register('BatchNorm')
 def _batchnorm(cell, inputs):
-    x = _cat(inputs)
+    x = concat_channels(inputs)
     s, b, m, v = (_param(cell, k, (x.shape[1],)).astype(np.float64) for k in ('scale', 'bias', 'mean', 'variance'))
     a = s / np.sqrt(v + cell.epsilon)
     return x * a.astype(np.float32)[:, None, None] + (b - m * a).astype(np.float32)[:, None, None]
 
 # %% ../nbs/05_engine.ipynb #0bbb4a6b
+@KERNELS.register('ElemWise')
 def _elemwise(cell, inputs):
     n = len(inputs)
     w, s = cell.weights or [1.0] * n, cell.shifts or [0.0] * n
@@ -163,8 +192,9 @@ def softmax(x, group_size=0):
     e = np.exp(z - z.max(axis=2, keepdims=True))
     return (e / e.sum(axis=2, keepdims=True)).reshape(x.shape)
 
+@KERNELS.register('Softmax')
 def _softmax(cell, inputs):
-    x = _cat(inputs)
+    x = concat_channels(inputs)
     if cell.group_size and x.shape[1] % cell.group_size:
         raise EngineError(f"cell [{cell.name}]: {x.shape[1]} channels do not split into groups of {cell.group_size}")
     return softmax(x, cell.group_size)
@@ -201,8 +231,9 @@ def resize2d(x, size, mode='linear', coordinate_transformation_mode='half_pixel'
     return _resize_axis(_resize_axis(x, 2, size[0], mode, coordinate_transformation_mode), 3, size[1], mode,
                         coordinate_transformation_mode)
 
+@KERNELS.register('Resize')
 def _resize(cell, inputs):
-    return resize2d(_cat(inputs), (cell.out_height, cell.out_width), **onnx_resize_attrs(cell.mode, cell.align_corners))
+    return resize2d(concat_channels(inputs), (cell.out_height, cell.out_width), **onnx_resize_attrs(cell.mode, cell.align_corners))
 
 # %% ../nbs/05_engine.ipynb #85409b96
 def _col2im(dx, dcols, stride, dilation):
@@ -213,7 +244,15 @@ def _col2im(dx, dcols, stride, dilation):
         for v in range(kw):
             dx[:, :, u * dh:u * dh + sh * (oh - 1) + 1:sh, v * dw:v * dw + sw * (ow - 1) + 1:sw] += dcols[:, :, u, v]
 
-def conv_transpose2d(x, w, bias=None, stride=(1, 1), dilation=(1, 1), pads=(0, 0, 0, 0), output_padding=(0, 0), groups=1):
+def conv_transpose2d(x,                      # input [N, C, H, W]
+                     w,                      # weights [C, M/groups, kH, kW]
+                     bias=None,              # [M], or None
+                     stride=(1, 1),          # (sH, sW)
+                     dilation=(1, 1),        # (dH, dW)
+                     pads=(0, 0, 0, 0),      # (top, left, bottom, right), cropped from the full output
+                     output_padding=(0, 0),  # rows and columns added at the bottom and right of the full output
+                     groups=1                # C and M are split into this many groups
+                    ):
     "Transposed convolution of x [N, C, H, W] by w [C, M/groups, kH, kW] (+ bias [M]): matrix products, then col2im."
     (c, mg, kh, kw), (n, _, h, wd) = w.shape, x.shape
     if x.shape[1] != c: raise EngineError(f"conv_transpose2d: {x.shape[1]} input channels, weights {list(w.shape)} need {c}")
@@ -227,8 +266,9 @@ def conv_transpose2d(x, w, bias=None, stride=(1, 1), dilation=(1, 1), pads=(0, 0
     return y if bias is None else y + bias.reshape(1, -1, 1, 1).astype(y.dtype)
 
 # %% ../nbs/05_engine.ipynb #41e693ab
+@KERNELS.register('Deconv')
 def _deconv(cell, inputs):
-    x = _cat(inputs)
+    x = concat_channels(inputs)
     dt = _float(x)
     w = _param(cell, 'weights', (x.shape[1], cell.nb_outputs // cell.groups) + tuple(cell.kernel), dt)
     b = None if cell.no_bias else _param(cell, 'bias', (cell.nb_outputs,), dt)
@@ -247,25 +287,25 @@ def lrn(x, size, alpha=1e-4, beta=0.75, k=2.0):
     t = x.dtype.type
     return x / (t(k) + t(alpha / size) * _window_sum(x * x, *_lrn_window(size))) ** t(beta)
 
-def _lrn(cell, inputs): return lrn(_cat(inputs), cell.size, cell.alpha, cell.beta, cell.k)
+@KERNELS.register('LRN')
+def _lrn(cell, inputs): return lrn(concat_channels(inputs), cell.size, cell.alpha, cell.beta, cell.k)
 
 # %% ../nbs/05_engine.ipynb #c018a1dd
-def _identity(cell, inputs): return _cat(inputs)
+@KERNELS.register('Dropout', 'Activation')
+def _identity(cell, inputs): return concat_channels(inputs)
 
+@KERNELS.register('Reshape')
 def _reshape(cell, inputs):
-    x = _cat(inputs)
+    x = concat_channels(inputs)
     return x.reshape(len(x), *cell.shape)
-
-KERNELS = {'Conv': _conv, 'Fc': _fc, 'Pool': _pool, 'BatchNorm': _batchnorm, 'ElemWise': _elemwise, 'Softmax': _softmax,
-           'Dropout': _identity, 'Padding': _padding, 'Reshape': _reshape, 'Resize': _resize, 'Activation': _identity,
-           'Deconv': _deconv, 'LRN': _lrn}
 
 # %% ../nbs/05_engine.ipynb #e66bd4c7
 def _quantized(cell, train=False):
     "(the cell to compute with, what its weights quantizer saved): a copy holding the quantized weights, if it has one."
     q = getattr(cell, 'weights_quantizer', None)
     if q is None: return cell, None
-    w = cell.masked_weights() if cell.type == 'Conv' else cell.weights
+    masked = getattr(cell, 'masked_weights', None)   # a cell with a sparse map (Conv) zeroes its unconnected kernels
+    w = masked() if masked is not None else cell.weights
     if w is None: raise EngineError(f"cell [{cell.name}] has no weights: fill or load them first")
     wq, saved = q.forward(np.asarray(w), train)
     return dataclasses.replace(cell, weights=wq), saved
@@ -286,8 +326,8 @@ def _stimuli(net, x, dtype=np.float32):
 
 def _run(cell, inputs):
     "One cell: its kernel, then its activation, as float32 of the dims the network expects."
-    if cell.type not in KERNELS: raise EngineError(f"cell [{cell.name}]: no kernel for cell type '{cell.type}'")
-    y = np.asarray(activate(cell.activation, KERNELS[cell.type](_quantized(cell)[0], inputs)), np.float32)
+    kernel = KERNELS.lookup(cell.type, cell.name)
+    y = np.asarray(activate(cell.activation, kernel(_quantized(cell)[0], inputs), cell.name), np.float32)
     y = _quantize_output(cell, y)[0]
     if cell.dims is not None and y.shape[1:] != tuple(cell.dims):
         raise EngineError(f"cell [{cell.name}] computed dims {y.shape[1:]}, the network says {cell.dims}: run net.infer_dims()")
@@ -314,9 +354,12 @@ def predict(net, x):
     return forward(net, x, [t.cell for t in net.targets])
 
 # %% ../nbs/05_engine.ipynb #c29d161d
+_TRAIN_KERNELS = Registry('engine training forward', EngineError, complete=False)   # overrides KERNELS in training
+
+@_TRAIN_KERNELS.register('Dropout')
 def _dropout_train(cell, inputs, rng, inverted_dropout=True, **_):
     "Dropout in training: a random mask keeps each value with probability 1 - rate (scaled by 1/(1 - rate) if inverted)."
-    x = _cat(inputs)
+    x = concat_channels(inputs)
     keep = rng.random(x.shape, dtype=np.float32) >= np.float32(cell.rate)
     scale = x.dtype.type(1 / (1 - cell.rate) if inverted_dropout and cell.rate < 1 else 1)
     return np.where(keep, x * scale, x.dtype.type(0)), {'mask': keep, 'scale': scale}
@@ -334,9 +377,10 @@ def _update_running(cell, mean, var, m):
     cell.variance = (a * var * m / max(m - 1, 1) + (1 - a) * old_var).astype(np.float32)
 
 # %% ../nbs/05_engine.ipynb #d2e1d4b1
+@_TRAIN_KERNELS.register('BatchNorm')
 def _batchnorm_train(cell, inputs, **_):
     "BatchNorm in training: normalize with the batch statistics, update the running ones (momentum 0: frozen)."
-    x = _cat(inputs)
+    x = concat_channels(inputs)
     c, dt = x.shape[1], x.dtype.type
     scale, bias, mean, var = (_param(cell, k, (c,), np.float64) for k in ('scale', 'bias', 'mean', 'variance'))
     if not 0 <= cell.momentum < 1: raise EngineError(f"cell [{cell.name}]: MovingAverageMomentum={cell.momentum} is not in [0, 1[")
@@ -355,28 +399,32 @@ class Tape:
     saved: dict = field(default_factory=dict)   # name -> {what the cell's backward needs}
     def __getitem__(self, name): return self.outputs[name]
 
-def _keep_output(kernel):
-    "A training kernel that runs the inference `kernel` and saves its output as 'y'."
-    def train(cell, inputs, **_):
-        y = kernel(cell, inputs)
-        return y, {'y': y}
-    return train
-
-_TRAIN_KERNELS = {'BatchNorm': _batchnorm_train, 'Dropout': _dropout_train, 'Softmax': _keep_output(_softmax),
-                  'ElemWise': _keep_output(_elemwise)}
+@_TRAIN_KERNELS.register('Softmax', 'ElemWise')
+def _keep_output(cell, inputs, **_):
+    "The cell's inference kernel, its output saved as 'y' (the backward of the softmax and of the Euclidean sum read it)."
+    y = KERNELS.lookup(cell.type, cell.name)(cell, inputs)
+    return y, {'y': y}
 
 # %% ../nbs/05_engine.ipynb #d768a070
-_NEEDS_INPUT = ('HardSwish',)   # activations whose derivative needs their input: the tape keeps it ('pre_activation')
+_ACTIVATION_GRADS = Registry('activation gradient', EngineError, kind='activation')   # type -> grad(act, y or x, g)
+
+def _from_input(grad):
+    "Mark an activation's gradient as computed from the activation's input x instead of its output y."
+    grad.from_input = True
+    return grad
+
+def _needs_input(act):
+    "Whether the derivative of `act` reads its input: the tape then keeps it ('pre_activation')."
+    return getattr(_ACTIVATION_GRADS.get(act.type), 'from_input', False)
 
 def _run_train(cell, inputs, **kw):
     "One cell in training mode: (output after the activation and quantizers, what its backward needs), in the inputs' precision."
     used, wq = _quantized(cell, True)
-    if cell.type in _TRAIN_KERNELS: y, saved = _TRAIN_KERNELS[cell.type](used, inputs, **kw)
-    elif cell.type in KERNELS: y, saved = KERNELS[cell.type](used, inputs), {}
-    else: raise EngineError(f"cell [{cell.name}]: no kernel for cell type '{cell.type}'")
+    train = _TRAIN_KERNELS.get(cell.type)   # else the inference kernel, which saves nothing
+    y, saved = train(used, inputs, **kw) if train else (KERNELS.lookup(cell.type, cell.name)(used, inputs), {})
     if wq is not None: saved = {**saved, 'quantized_cell': used, 'weights_quantizer': wq}
-    if cell.activation is not None and cell.activation.type in _NEEDS_INPUT: saved = {**saved, 'pre_activation': y}
-    y = np.asarray(activate(cell.activation, y), inputs[0].dtype)
+    if cell.activation is not None and _needs_input(cell.activation): saved = {**saved, 'pre_activation': y}
+    y = np.asarray(activate(cell.activation, y, cell.name), inputs[0].dtype)
     if getattr(cell, 'output_quantizer', None) is not None:
         saved = {**saved, 'activation_output': y}
         y, saved['output_quantizer'] = _quantize_output(cell, y, True)
@@ -385,7 +433,12 @@ def _run_train(cell, inputs, **kw):
     return y, saved
 
 # %% ../nbs/05_engine.ipynb #eaf0ceaa
-def forward_train(net, x, rng, dtype=np.float32, inverted_dropout=True) -> Tape:
+def forward_train(net,                   # the network
+                  x,                     # stimuli [N, C, H, W]
+                  rng,                   # a numpy Generator or a seed, for the dropout masks
+                  dtype=np.float32,      # the precision of the computation (np.float64 for gradient checks)
+                  inverted_dropout=True  # dropout scales what it keeps by 1/(1 - rate) (cuDNN, N2D2's Frame_CUDA)
+                 ) -> Tape:
     "Training-mode forward of `net` on x [N, C, H, W]: dropout masks from `rng` (a Generator or a seed), batch statistics."
     rng, tape = np.random.default_rng(rng), Tape({'env': _stimuli(net, x, dtype)})
     for cell in net:
@@ -395,37 +448,47 @@ def forward_train(net, x, rng, dtype=np.float32, inverted_dropout=True) -> Tape:
     return tape
 
 # %% ../nbs/05_engine.ipynb #3bc6a5fc
+@_ACTIVATION_GRADS.register('Linear', 'LogisticWithLoss')   # LogisticWithLoss: the learner passes y - t, already dL/dx
+def _pass_grad(a, y, g): return g
+
+@_ACTIVATION_GRADS.register('Rectifier')
 def _rectifier_grad(a, y, g):
     d = np.where(y > 0, g, np.float32(a.leak_slope) * g)
     return np.where(y >= np.float32(a.clipping), 0, d) if a.clipping > 0 else d
 
-_ACTIVATION_GRADS = {
-    'Linear': lambda a, y, g: g,
-    'Rectifier': _rectifier_grad,
-    'Logistic': lambda a, y, g: g * y * (1 - y),
-    'LogisticWithLoss': lambda a, y, g: g,
-    'Saturation': lambda a, y, g: np.where(np.abs(y) < np.float32(a.threshold), g, 0),
-    'Softplus': lambda a, y, g: -g * np.expm1(-y),
-    'Tanh': lambda a, y, g: g * np.float32(a.alpha) * (1 - y * y)}
+@_ACTIVATION_GRADS.register('Logistic')
+def _logistic_grad(a, y, g): return g * y * (1 - y)
 
-def activation_grad(act, y, g, x=None):
+@_ACTIVATION_GRADS.register('Saturation')
+def _saturation_grad(a, y, g): return np.where(np.abs(y) < np.float32(a.threshold), g, 0)
+
+@_ACTIVATION_GRADS.register('Softplus')
+def _softplus_grad(a, y, g): return -g * np.expm1(-y)
+
+@_ACTIVATION_GRADS.register('Tanh')
+def _tanh_grad(a, y, g): return g * np.float32(a.alpha) * (1 - y * y)
+
+def activation_grad(act, y, g, x=None, cell=None):
     "dL/dx of the activation `act` (None = identity) from its output y = act(x) (or its input x) and g = dL/dy."
     if act is None: return g
-    if act.type in _INPUT_GRADS:
-        if x is None: raise EngineError(f"the gradient of a {act.type} activation needs its input")
-        return _INPUT_GRADS[act.type](act, x, g)
-    if act.type not in _ACTIVATION_GRADS: raise EngineError(f"unknown activation '{act.type}'")
-    return _ACTIVATION_GRADS[act.type](act, y, g)
+    grad = _ACTIVATION_GRADS.lookup(act.type, cell)
+    if not getattr(grad, 'from_input', False): return grad(act, y, g)
+    if x is None: raise EngineError(f"the gradient of a {act.type} activation needs its input")
+    return grad(act, x, g)
 
 # %% ../nbs/05_engine.ipynb #595d286c
+@_ACTIVATION_GRADS.register('HardSigmoid')
+def _hard_sigmoid_grad(a, y, g): return np.where((y > 0) & (y < 1), np.float32(a.slope) * g, 0)
+
+@_ACTIVATION_GRADS.register('HardSwish')
+@_from_input
 def _hard_swish_grad(a, x, g):
     z = np.float32(a.slope) * x + np.float32(a.offset)
     return g * (np.clip(z, 0, 1) + np.where((z > 0) & (z < 1), np.float32(a.slope) * x, 0))
 
-_ACTIVATION_GRADS['HardSigmoid'] = lambda a, y, g: np.where((y > 0) & (y < 1), np.float32(a.slope) * g, 0)
-_INPUT_GRADS = {'HardSwish': _hard_swish_grad}   # activations whose derivative needs their input
-
 # %% ../nbs/05_engine.ipynb #7fdbfcee
+_BACKWARD = Registry('engine backward', EngineError)   # cell type -> back(cell, inputs, g, saved, need_dx)
+
 def _split(dx, inputs):
     "The gradient of a channel concatenation, cut back into one per input."
     if len(inputs) == 1: return [dx]
@@ -443,7 +506,15 @@ def _cols_t(x, kernel, stride, dilation):
     return np.ascontiguousarray(win[:, :, ::sh, ::sw, ::dh, ::dw].transpose(1, 4, 5, 0, 2, 3))
 
 # %% ../nbs/05_engine.ipynb #92361753
-def conv2d_backward(x, w, dy, stride=(1, 1), dilation=(1, 1), pads=(0, 0, 0, 0), groups=1, need_dx=True):
+def conv2d_backward(x,                   # the convolution's input [N, C, H, W]
+                    w,                   # its weights [M, C/groups, kH, kW]
+                    dy,                  # dL/dy [N, M, Ho, Wo]
+                    stride=(1, 1),       # the convolution's stride,
+                    dilation=(1, 1),     # dilation,
+                    pads=(0, 0, 0, 0),   # pads
+                    groups=1,            # and groups
+                    need_dx=True         # compute dL/dx (else None)
+                   ):
     "Gradients (dL/dx or None, dL/dw) of `conv2d(x, w, ...)` given dy = dL/dy; the batch in chunks of bounded memory."
     (m, cg, kh, kw), (n, _, oh, ow) = w.shape, dy.shape
     x, k = _pad(x, pads), cg * kh * kw
@@ -459,14 +530,16 @@ def conv2d_backward(x, w, dy, stride=(1, 1), dilation=(1, 1), pads=(0, 0, 0, 0),
     return (None if dx is None else _unpad(dx, pads)), dw.reshape(w.shape)
 
 # %% ../nbs/05_engine.ipynb #d8dbb043
+@_BACKWARD.register('Conv')
 def _conv_back(cell, xs, g, saved, need_dx):
     w = np.asarray(cell.masked_weights(), g.dtype)
-    dx, dw = conv2d_backward(_cat(xs), w, g, cell.stride, cell.dilation, cell.pads, cell.groups, need_dx)
+    dx, dw = conv2d_backward(concat_channels(xs), w, g, cell.stride, cell.dilation, cell.pads, cell.groups, need_dx)
     if cell.mapping is not None: dw *= cell.mapping[:, :, None, None]
     params = {'weights': dw} if cell.no_bias else {'weights': dw, 'bias': g.sum(axis=(0, 2, 3))}
     return (None if dx is None else _split(dx, xs)), params
 
 # %% ../nbs/05_engine.ipynb #9097b0ad
+@_BACKWARD.register('Fc')
 def _fc_back(cell, xs, g, saved, need_dx):
     x, g = np.concatenate([i.reshape(len(i), -1) for i in xs], axis=1), g.reshape(len(g), -1)
     params = {'weights': g.T @ x} if cell.no_bias else {'weights': g.T @ x, 'bias': g.sum(axis=0)}
@@ -475,7 +548,14 @@ def _fc_back(cell, xs, g, saved, need_dx):
     return [d.reshape(i.shape) for d, i in zip(dx, xs)], params
 
 # %% ../nbs/05_engine.ipynb #ddbb436a
-def pool2d_backward(x, dy, kernel, stride=(1, 1), pads=(0, 0, 0, 0), mode='Max', count_include_pad=True):
+def pool2d_backward(x,                       # the pooling's input [N, C, H, W]
+                    dy,                      # dL/dy
+                    kernel,                  # the pooling's kernel,
+                    stride=(1, 1),           # stride,
+                    pads=(0, 0, 0, 0),       # pads,
+                    mode='Max',              # mode
+                    count_include_pad=True   # and divisor (see `pool2d`)
+                   ):
     "dL/dx of `pool2d(x, ...)` given dy: to the first maximum of each window, or spread over the window (by the forward's divisor)."
     (kh, kw), (sh, sw), (oh, ow) = kernel, stride, dy.shape[2:]
     div = kh * kw if count_include_pad else _window_counts(x.shape[2:], kernel, stride, pads, dy.dtype)
@@ -492,13 +572,15 @@ def pool2d_backward(x, dy, kernel, stride=(1, 1), pads=(0, 0, 0, 0), mode='Max',
     for t, (u, v) in enumerate(taps): tap(dx, u, v)[...] += np.where(arg == t, dy, 0)
     return _unpad(dx, pads)
 
+@_BACKWARD.register('Pool')
 def _pool_back(cell, xs, g, saved, need_dx):
     if not need_dx: return None, {}
-    return _split(pool2d_backward(_cat(xs), g, cell.kernel, cell.stride, cell.pads, cell.pooling, cell.count_include_pad), xs), {}
+    return _split(pool2d_backward(concat_channels(xs), g, cell.kernel, cell.stride, cell.pads, cell.pooling, cell.count_include_pad), xs), {}
 
 # %% ../nbs/05_engine.ipynb #c650219f
+@_BACKWARD.register('BatchNorm')
 def _batchnorm_back(cell, xs, g, saved, need_dx):
-    x, c = _cat(xs), g.shape[1]
+    x, c = concat_channels(xs), g.shape[1]
     xhat = (x - saved['mean'][:, None, None]) * saved['inv_std'][:, None, None]
     params = {'scale': (g * xhat).sum(axis=(0, 2, 3)), 'bias': g.sum(axis=(0, 2, 3))}
     if not need_dx: return None, params
@@ -527,6 +609,7 @@ def _elemwise_grads(cell, xs, g, saved):
         return [np.where(arg == i, g, 0) for i in range(n)]
     raise EngineError(f"cell [{cell.name}]: unknown ElemWise operation '{op}'")
 
+@_BACKWARD.register('ElemWise')
 def _elemwise_back(cell, xs, g, saved, need_dx):
     if not need_dx: return None, {}
     return [_unbroadcast(d, t.shape) for d, t in zip(_elemwise_grads(cell, xs, g, saved), xs)], {}
@@ -539,21 +622,26 @@ def softmax_backward(y, dy, group_size=0):
     y, dy = y.reshape(shape), dy.reshape(shape)
     return (y * (dy - (y * dy).sum(axis=2, keepdims=True))).reshape((n, c) + shape[3:])
 
+@_BACKWARD.register('Softmax')
 def _softmax_back(cell, xs, g, saved, need_dx):
     if not need_dx: return None, {}
     return _split(g if cell.with_loss else softmax_backward(saved['y'], g, cell.group_size), xs), {}
 
 # %% ../nbs/05_engine.ipynb #e02246a2
+@_BACKWARD.register('Dropout')
 def _dropout_back(cell, xs, g, saved, need_dx):
     if not need_dx: return None, {}
     return _split(np.where(saved['mask'], g * saved['scale'], 0), xs), {}
 
+@_BACKWARD.register('Padding')
 def _padding_back(cell, xs, g, saved, need_dx):
     return (_split(_unpad(g, (cell.top, cell.left, cell.bottom, cell.right)), xs) if need_dx else None), {}
 
+@_BACKWARD.register('Reshape')
 def _reshape_back(cell, xs, g, saved, need_dx):
     return (_split(g.reshape((len(g), sum(x.shape[1] for x in xs)) + xs[0].shape[2:]), xs) if need_dx else None), {}
 
+@_BACKWARD.register('Activation')
 def _identity_back(cell, xs, g, saved, need_dx): return (_split(g, xs) if need_dx else None), {}
 
 # %% ../nbs/05_engine.ipynb #fd97b689
@@ -575,21 +663,31 @@ def resize2d_backward(dy, in_size, mode='linear', coordinate_transformation_mode
     ah, aw = (_interp_matrix(o, i, mode, coordinate_transformation_mode).astype(dy.dtype) for o, i in ((oh, h), (ow, w)))
     return ah.T @ dy @ aw
 
+@_BACKWARD.register('Resize')
 def _resize_back(cell, xs, g, saved, need_dx):
     if not need_dx: return None, {}
     return _split(resize2d_backward(g, xs[0].shape[2:], **onnx_resize_attrs(cell.mode, cell.align_corners)), xs), {}
 
 # %% ../nbs/05_engine.ipynb #8f3e76cb
-def conv_transpose2d_backward(x, w, dy, stride=(1, 1), dilation=(1, 1), pads=(0, 0, 0, 0), groups=1, need_dx=True):
+def conv_transpose2d_backward(x,                   # the transposed convolution's input [N, C, H, W]
+                              w,                   # its weights [C, M/groups, kH, kW]
+                              dy,                  # dL/dy
+                              stride=(1, 1),       # its stride,
+                              dilation=(1, 1),     # dilation,
+                              pads=(0, 0, 0, 0),   # pads
+                              groups=1,            # and groups (an output padding is in the shape of dy)
+                              need_dx=True         # compute dL/dx (else None)
+                             ):
     "Gradients (dL/dx or None, dL/dw) of `conv_transpose2d(x, w, ...)` given dy."
     (c, mg, kh, kw), (h, wd) = w.shape, x.shape[2:]
     full = _pad(dy, pads)[:, :, :(h - 1) * stride[0] + dilation[0] * (kh - 1) + 1, :(wd - 1) * stride[1] + dilation[1] * (kw - 1) + 1]
     dw = conv2d_backward(full, w, x, stride, dilation, (0, 0, 0, 0), groups, need_dx=False)[1]
     return (conv2d(full, w, None, stride, dilation, (0, 0, 0, 0), groups) if need_dx else None), dw
 
+@_BACKWARD.register('Deconv')
 def _deconv_back(cell, xs, g, saved, need_dx):
     w = np.asarray(cell.weights, g.dtype)
-    dx, dw = conv_transpose2d_backward(_cat(xs), w, g, cell.stride, cell.dilation, cell.pads, cell.groups, need_dx)
+    dx, dw = conv_transpose2d_backward(concat_channels(xs), w, g, cell.stride, cell.dilation, cell.pads, cell.groups, need_dx)
     params = {'weights': dw} if cell.no_bias else {'weights': dw, 'bias': g.sum(axis=(0, 2, 3))}
     return (None if dx is None else _split(dx, xs)), params
 
@@ -600,15 +698,10 @@ def lrn_backward(x, dy, size, alpha=1e-4, beta=0.75, k=2.0):
     d = k + alpha / size * _window_sum(x * x, before, after)
     return dy * d ** -beta - (2 * alpha * beta / size) * x * _window_sum(dy * x * d ** (-beta - 1), after, before)
 
+@_BACKWARD.register('LRN')
 def _lrn_back(cell, xs, g, saved, need_dx):
     if not need_dx: return None, {}
-    return _split(lrn_backward(_cat(xs), g, cell.size, cell.alpha, cell.beta, cell.k), xs), {}
-
-# %% ../nbs/05_engine.ipynb #10d6ade7
-_BACKWARD = {'Conv': _conv_back, 'Fc': _fc_back, 'Pool': _pool_back, 'BatchNorm': _batchnorm_back,
-             'ElemWise': _elemwise_back, 'Softmax': _softmax_back, 'Dropout': _dropout_back, 'Padding': _padding_back,
-             'Reshape': _reshape_back, 'Resize': _resize_back, 'Activation': _identity_back, 'Deconv': _deconv_back,
-             'LRN': _lrn_back}
+    return _split(lrn_backward(concat_channels(xs), g, cell.size, cell.alpha, cell.beta, cell.k), xs), {}
 
 # %% ../nbs/05_engine.ipynb #ace130a5
 def _seed_grads(net, tape, grads):
@@ -637,7 +730,11 @@ def _weights_quantizer_grad(cell, saved, params):
     return {**params, 'weights': dw, **{f'weights_quantizer.{k}': v for k, v in qparams.items()}}
 
 # %% ../nbs/05_engine.ipynb #3d7bdbfa
-def backward(net, tape, grads, need_input_grad=False):
+def backward(net,                    # the network `tape` ran
+             tape,                   # what `forward_train` recorded
+             grads,                  # {cell name: dL/d(its output)}, usually of the targets
+             need_input_grad=False   # also return dL/dx of the stimuli, as 'env'
+            ):
     "{cell: {parameter: dL/dparameter}} (and 'env': dL/dx if asked) from `grads` = {cell: dL/d(its output)}."
     dy, result = _seed_grads(net, tape, grads), {}
     for cell in reversed(list(net)):
@@ -645,9 +742,10 @@ def backward(net, tape, grads, need_input_grad=False):
         if g is None: continue
         saved = tape.saved.get(cell.name, {})
         g, qgrads = _output_quantizer_grad(cell, saved, g)
-        g = activation_grad(cell.activation, saved.get('activation_output', tape.outputs[cell.name]), g, saved.get('pre_activation'))
+        y = saved.get('activation_output', tape.outputs[cell.name])
+        g = activation_grad(cell.activation, y, g, saved.get('pre_activation'), cell.name)
         xs, need_dx = [tape.outputs[p] for p in cell.inputs], need_input_grad or any(p != 'env' for p in cell.inputs)
-        dxs, params = _BACKWARD[cell.type](saved.get('quantized_cell', cell), xs, g, saved, need_dx)
+        dxs, params = _BACKWARD.lookup(cell.type, cell.name)(saved.get('quantized_cell', cell), xs, g, saved, need_dx)
         params = {**_weights_quantizer_grad(cell, saved, params), **qgrads}
         if params: result[cell.name] = params
         for p, d in zip(cell.inputs, dxs or []):

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 from fastcore.basics import patch
-from .network import Network, _CellKeys
+from .network import Network
+from .helpers import CellKeys, parse_bool, parse_uint
 from .engine import forward_train, backward, predict
 from .weights import save_weights, load_weights, file_name
 
@@ -30,27 +31,22 @@ class Solver:
         if key not in self.keys: raise SolverError(f"unknown parameter '{key}' for the {self.type} solver (known: {', '.join(self.keys)})")
         attr, conv = self.keys[key]
         try: setattr(self, attr, conv(str(value).strip()))
-        except ValueError: raise SolverError(f"{self.type} solver: {key}={value!r} is not {conv.__doc__}") from None
+        except ValueError: raise SolverError(f"{self.type} solver: {key}={value!r} is not {_WHAT.get(conv, conv.__doc__)}") from None
         return self
 
     def check(self): pass
     def update(self, param, grad, batch_size): raise NotImplementedError
 
 # %% ../nbs/06_learn.ipynb #3140b2d2
-def _float(s):
+_WHAT = {float: 'a number', parse_uint: 'a non-negative integer', parse_bool: 'a boolean (0/1, true/false, yes/no)'}
+
+def _float(s):   # kept for qat until it moves to helpers
     "a number"
     return float(s)
 
-def _uint(s):
-    "a non-negative integer"
-    v = float(s)
-    if v < 0 or not v.is_integer(): raise ValueError(s)
-    return int(v)
-
-def _bool(s):
-    "0 or 1"
-    if s.lower() not in ('0', '1', 'true', 'false'): raise ValueError(s)
-    return s.lower() in ('1', 'true')
+def _bool(s):    # kept for qat until it moves to helpers
+    "a boolean (0/1, true/false, yes/no)"
+    return parse_bool(s)
 
 def _clamping(s):
     "'min:max' (either side may be empty), or 0/1"
@@ -98,12 +94,12 @@ class SGD(Solver):
     iteration_pass: int = 0  # batches summed so far in this iteration
 
     type = 'SGD'
-    keys = {'LearningRate': ('learning_rate', _float), 'Momentum': ('momentum', _float), 'Decay': ('decay', _float),
-            'Power': ('power', _float), 'IterationSize': ('iteration_size', _uint), 'MaxIterations': ('max_iterations', _uint),
-            'WarmUpDuration': ('warm_up_duration', _uint), 'WarmUpLRFrac': ('warm_up_lr_frac', _float),
-            'LearningRatePolicy': ('learning_rate_policy', _policy), 'LearningRateStepSize': ('learning_rate_step_size', _uint),
-            'LearningRateDecay': ('learning_rate_decay', _float), 'Clamping': ('clamping', _clamping),
-            'PolyakMomentum': ('polyak_momentum', _bool), 'MinDecay': ('min_decay', _float)}
+    keys = {'LearningRate': ('learning_rate', float), 'Momentum': ('momentum', float), 'Decay': ('decay', float),
+            'Power': ('power', float), 'IterationSize': ('iteration_size', parse_uint), 'MaxIterations': ('max_iterations', parse_uint),
+            'WarmUpDuration': ('warm_up_duration', parse_uint), 'WarmUpLRFrac': ('warm_up_lr_frac', float),
+            'LearningRatePolicy': ('learning_rate_policy', _policy), 'LearningRateStepSize': ('learning_rate_step_size', parse_uint),
+            'LearningRateDecay': ('learning_rate_decay', float), 'Clamping': ('clamping', _clamping),
+            'PolyakMomentum': ('polyak_momentum', parse_bool), 'MinDecay': ('min_decay', float)}
 
     def __post_init__(self): self._v = self._sum = None; self.last_rate = 0.0; self.check()
 
@@ -181,8 +177,8 @@ class Adam(Solver):
     nb_steps: int = 0
 
     type = 'Adam'
-    keys = {'LearningRate': ('learning_rate', _float), 'Beta1': ('beta1', _float), 'Beta2': ('beta2', _float),
-            'Epsilon': ('epsilon', _float), 'Clamping': ('clamping', _clamping)}
+    keys = {'LearningRate': ('learning_rate', float), 'Beta1': ('beta1', float), 'Beta2': ('beta2', float),
+            'Epsilon': ('epsilon', float), 'Clamping': ('clamping', _clamping)}
 
     def __post_init__(self): self._m = self._v = None; self.last_rate = self.learning_rate; self.check()
     def check(self): self.clamping = _clamping(self.clamping); self.last_rate = self.learning_rate
@@ -206,12 +202,11 @@ def update(self: Adam, param, grad, batch_size):
 
 # %% ../nbs/06_learn.ipynb #84267970
 SOLVERS = {'SGD': SGD, 'Adam': Adam}
-_PARAMS = {'Conv': ('weights', 'bias'), 'Deconv': ('weights', 'bias'), 'Fc': ('weights', 'bias'), 'BatchNorm': ('scale', 'bias')}
-_SPECIFIC = {'weights': 'WeightsSolver', 'bias': 'BiasSolver', 'scale': 'ScaleSolver'}
+_SPECIFIC = {'weights': 'WeightsSolver', 'bias': 'BiasSolver', 'scale': 'ScaleSolver'}   # N2D2's solver key of each parameter
 
 def _trainable(cell):
-    "Names of the parameter tensors of `cell` that solvers update."
-    return [p for p in _PARAMS.get(cell.type, ()) if not (p == 'bias' and getattr(cell, 'no_bias', False))]
+    "Names of the parameter tensors of `cell` that solvers update: its parameters that N2D2 gives a solver (not BatchNorm's statistics)."
+    return [p for p in cell.parameters if p in _SPECIFIC and not (p == 'bias' and getattr(cell, 'no_bias', False))]
 
 # %% ../nbs/06_learn.ipynb #6cc55e82
 def _solver(keys, specific, common='Solvers', type_keys=()):
@@ -249,12 +244,12 @@ def _tensor(cell, path):
 
 # %% ../nbs/06_learn.ipynb #6f2eaf47
 def solvers_from_ini(net: Network, pseudo=None):
-    "{cell: {tensor: Solver}} for every Conv, Deconv, Fc and BatchNorm cell of `net`, from N2D2's solver keys of `net.ini`."
+    "{cell: {tensor: Solver}} for every cell of `net` with trainable tensors (parameters, quantizers'), from N2D2's solver keys of `net.ini`."
     out = {}
     for cell in net:
         if not (_trainable(cell) or _quantizer_tensors(cell)): continue
         section = net.cell_sections.get(cell.name, cell.name)
-        keys = _CellKeys(net.ini, section, pseudo) if net.ini is not None and section in net.ini.sections else None
+        keys = CellKeys(net.ini, section, pseudo) if net.ini is not None and section in net.ini.sections else None
         out[cell.name] = {p: _solver(keys, _SPECIFIC[p]) for p in _trainable(cell)}
         out[cell.name].update({p: _quantizer_solver(keys, p) for p in _quantizer_tensors(cell)})
     return out
@@ -319,7 +314,8 @@ def _estimated(target, y):
 
 # %% ../nbs/06_learn.ipynb #631eb553
 def _with_loss(cell):
-    return (cell.type == 'Softmax' and cell.with_loss) or (cell.activation is not None and cell.activation.type == 'LogisticWithLoss')
+    "Whether the cell's backward takes y - t as the gradient of a cross-entropy: a Softmax with `WithLoss=1`, a `LogisticWithLoss` activation."
+    return getattr(cell, 'with_loss', False) or (cell.activation is not None and cell.activation.type == 'LogisticWithLoss')
 
 def _loss_grad(cell, y, t, ok=None):
     "Loss (mean over the batch, stimuli `ok` only) and the gradient (y - t) / N to hand to the engine at `cell`."
@@ -447,7 +443,13 @@ def _quoted(s): return '"' + str(s).replace('\\', '\\\\').replace('"', '\\"') + 
 
 # %% ../nbs/06_learn.ipynb #6da11834
 @patch
-def write(self: TargetScore, dir, name='test', stimuli=None, batch_size=None, success=True, labels=None):
+def write(self: TargetScore,
+          dir,               # the target's folder (N2D2: the target cell's name)
+          name='test',       # the run: 'test', 'validation', ... in the file names
+          stimuli=None,      # {index in the partition: (database ID, name)} of the misclassified stimuli
+          batch_size=None,   # for Success_<name>.dat (default: the largest batch seen)
+          success=True,      # also write Success_<name>.dat (and SuccessTopN_<name>.dat)
+          labels=None):      # label names, by class, for the score file
     "Write N2D2's files of this target for run `name` into `dir`; `stimuli[i]` = (ID, name) of stimulus i. Return the paths."
     d = Path(dir); d.mkdir(parents=True, exist_ok=True)
     m, rows = self.confusion, self.confusion.sum(1)
@@ -496,7 +498,16 @@ def _evaluate(net, sp, partition, batch_size=None, limit=None, report=0):
     return score
 
 # %% ../nbs/06_learn.ipynb #36fc437f
-def test(net: Network, sp, partition='Test', out_dir='.', name='test', report=100, limit=None, batch_size=None, progress=True) -> Score:
+def test(net: Network,       # the network to score
+         sp,                 # the stimuli provider
+         partition='Test',   # 'Learn', 'Validation' or 'Test'
+         out_dir='.',        # where each target's folder of files goes (None: write nothing)
+         name='test',        # the run's name in the file names
+         report=100,         # -report: a 'Testing #' line every this many stimuli (0: none)
+         limit=None,         # -nb-test: score the first `limit` stimuli only
+         batch_size=None,    # stimuli per batch (default: the provider's, else the network's BatchSize)
+         progress=True       # print the 'Testing #' lines and the summary
+        ) -> Score:
     "N2D2's `-test`: score `net` on `partition` of `sp`, write the target files under `out_dir`, print the summary."
     score = _evaluate(net, sp, partition, batch_size, limit, report if progress else 0)
     if out_dir is not None:
@@ -567,9 +578,8 @@ def plot(self: History, ax=None):
 
 # %% ../nbs/06_learn.ipynb #05ad5660
 def _state(net):
-    "Copies of the trainable tensors, BatchNorm statistics and quantizer parameters of `net`."
-    keys = ('weights', 'bias', 'scale', 'mean', 'variance')
-    return {c.name: {**{k: getattr(c, k).copy() for k in keys if getattr(c, k, None) is not None},
+    "Copies of the parameter arrays (trainable tensors, BatchNorm statistics) and quantizer parameters of `net`."
+    return {c.name: {**{k: getattr(c, k).copy() for k in c.parameters if getattr(c, k) is not None},
                      **{k: v.copy() for k, v in _quantizer_tensors(c).items()}} for c in net if _trainable(c) or _quantizer_tensors(c)}
 
 def _restore(net, state):
@@ -632,8 +642,19 @@ def _end_period(hist, acc, stimuli, solver):
     hist.lr.append(solver.last_rate if solver else 0.0)
 
 # %% ../nbs/06_learn.ipynb #7b12b974
-def learn(net: Network, sp, epochs=None, stimuli=None, log=None, log_epoch=None, seed=1, out_dir='.', progress=True,
-          valid_metric='Sensitivity', batch_size=None, solvers=None) -> History:
+def learn(net: Network,               # the network, trained in place; it ends with the best validation weights
+          sp,                         # the stimuli provider: its Learn partition, and Validation (else Test) at each log
+          epochs=None,                # -learn-epoch: epochs to learn (give this or `stimuli`)
+          stimuli=None,               # -learn: learning stimuli to see (give this or `epochs`)
+          log=None,                   # -log: log (validation) period in stimuli, with `stimuli` (default 1000)
+          log_epoch=None,             # -log-epoch: log period in epochs, with `epochs` (default 1)
+          seed=1,                     # seed of the learning order and of the dropout masks
+          out_dir='.',                # where weights/, weights_validation/ and the target files go (None: nowhere)
+          progress=True,              # print N2D2's learning, validation and saving lines
+          valid_metric='Sensitivity', # -valid-metric: the metric, averaged over the classes, that picks the best weights
+          batch_size=None,            # stimuli per batch (default: the provider's, else the network's BatchSize)
+          solvers=None                # {cell: {tensor: Solver}} (default: `solvers_from_ini(net)`)
+         ) -> History:
     "Train `net` in place for `epochs` (-learn-epoch) or `stimuli` (-learn), validating every log period."
     if (epochs is None) == (stimuli is None): raise LearnError("learn needs either epochs (-learn-epoch) or stimuli (-learn)")
     n_learn, bs, targets = sp.count('Learn'), _batch_size(net, sp, batch_size), _targets(net)

@@ -8,6 +8,7 @@ import os, warnings, zlib
 from pathlib import Path
 import numpy as np
 from .network import Network, Conv, Fc, BatchNorm, Filler, group_map
+from .helpers import Registry
 
 # %% auto #0
 __all__ = ['WeightsError', 'fill_tensor', 'fill', 'file_name', 'load_weights', 'save_weights']
@@ -15,6 +16,10 @@ __all__ = ['WeightsError', 'fill_tensor', 'fill', 'file_name', 'load_weights', '
 # %% ../nbs/02_weights.ipynb #3f08eb0b
 class WeightsError(ValueError):
     "A filler or weight file that does not fit the network; the message names the cell, file and line."
+
+_FILL = Registry('weights fill', WeightsError, complete=False)    # the types with parameters: kernel(cell, net, seed)
+_READ = Registry('weights read', WeightsError, complete=False)    # kernel(cell, net, dir, ignore_missing) -> {attr: array}
+_WRITE = Registry('weights write', WeightsError, complete=False)  # kernel(cell, net) -> {file suffix: lines}
 
 # %% ../nbs/02_weights.ipynb #65d6f7e7
 _FILLERS = {  # type -> {parameter: default}, None = required
@@ -46,7 +51,13 @@ def _filler_params(filler, where):
 def _norm(variance_norm, fan_in, fan_out):
     return {'FanIn': fan_in, 'Average': (fan_in + fan_out) / 2, 'FanOut': fan_out}[variance_norm]
 
-def fill_tensor(filler, shape, fan_in, fan_out, rng, where='filler'):
+def fill_tensor(filler,          # the `Filler`: N2D2 type and parameters
+                shape,           # shape of the array
+                fan_in,          # n of the `FanIn` variance norm
+                fan_out,         # n of the `FanOut` variance norm
+                rng,             # the numpy Generator to draw from
+                where='filler'   # what the error messages name (cell and key)
+               ):
     "Values of `shape` drawn from `filler` with N2D2's formulas, as float32."
     p, t = _filler_params(filler, where), filler.type
     if t == 'ConstantFiller': v = np.full(shape, p['Value'])
@@ -74,6 +85,7 @@ def _bias(cell, seed, fan_out):
     m = cell.nb_outputs
     return fill_tensor(cell.bias_filler, (m,), m, fan_out, _rng(seed, cell.name, 1), f"cell [{cell.name}] BiasFiller")
 
+@_FILL.register('Conv')
 def _fill_conv(cell, net, seed):
     (kh, kw), m, g = cell.kernel, cell.nb_outputs, cell.groups
     rng, where = _rng(seed, cell.name, 0), f"cell [{cell.name}] WeightsFiller"
@@ -85,6 +97,7 @@ def _fill_conv(cell, net, seed):
     cell.weights, cell.bias = w, _bias(cell, seed, 1)
 
 # %% ../nbs/02_weights.ipynb #4c3b590d
+@_FILL.register('Deconv')
 def _fill_deconv(cell, net, seed):
     (kh, kw), mg = cell.kernel, cell.nb_outputs // cell.groups
     rng, where = _rng(seed, cell.name, 0), f"cell [{cell.name}] WeightsFiller"
@@ -94,24 +107,24 @@ def _fill_deconv(cell, net, seed):
     cell.weights, cell.bias = w, _bias(cell, seed, 1)
 
 # %% ../nbs/02_weights.ipynb #c4d31a59
+@_FILL.register('Fc')
 def _fill_fc(cell, net, seed):
     m, rng, where = cell.nb_outputs, _rng(seed, cell.name, 0), f"cell [{cell.name}] WeightsFiller"
     w = [fill_tensor(cell.weights_filler, (m, k), k, m, rng, where) for k in _in_sizes(net, cell)]
     cell.weights, cell.bias = np.concatenate(w, 1), _bias(cell, seed, m)
 
+@_FILL.register('BatchNorm')
 def _fill_bn(cell, net, seed):
     c = cell.dims[0]
     cell.scale, cell.bias = np.ones(c, np.float32), np.zeros(c, np.float32)
     cell.mean, cell.variance = np.zeros(c, np.float32), np.ones(c, np.float32)
 
-_FILL = {'Conv': _fill_conv, 'Deconv': _fill_deconv, 'Fc': _fill_fc, 'BatchNorm': _fill_bn}
-
 # %% ../nbs/02_weights.ipynb #f0220b92
 def fill(net: Network, seed=1):
-    "Initialise every Conv, Deconv, Fc and BatchNorm cell of `net` from its fillers under `seed` (N2D2's `-seed`)."
+    "Initialise every cell of `net` that has parameters (Conv, Deconv, Fc, BatchNorm) from its fillers under `seed` (N2D2's `-seed`)."
     net.infer_dims()
     for cell in net:
-        if cell.type in _FILL and cell.name not in net.onnx_init: _FILL[cell.type](cell, net, seed)
+        if cell.parameters and cell.name not in net.onnx_init: _FILL.lookup(cell.type, cell.name)(cell, net, seed)
     return net
 
 # %% ../nbs/02_weights.ipynb #1b4df249
@@ -165,41 +178,41 @@ def _co_order(conn):
     return idx.T[conn.T]
 
 # %% ../nbs/02_weights.ipynb #dc46ce16
-def _shape(cell, c):
-    "Shape of the weights of a Conv ([M, C/g, kH, kW]) or Deconv ([C, M/g, kH, kW]) with `c` input channels."
-    a, b = (c, cell.nb_outputs) if cell.type == 'Deconv' else (cell.nb_outputs, c)
+def _shape(cell, c, channel_first=False):
+    "Shape of the weights of a Conv ([M, C/g, kH, kW]) or, `channel_first`, a Deconv ([C, M/g, kH, kW]) with `c` input channels."
+    a, b = (c, cell.nb_outputs) if channel_first else (cell.nb_outputs, c)
     return (a, b // cell.groups) + tuple(cell.kernel)
 
-def _slots(cell, conn):
+def _slots(cell, conn, channel_first=False):
     "Index into the weights of the connected kernels, in N2D2's (output, channel) order."
     (m, c), (o, ch) = conn.shape, np.nonzero(conn)
-    return (ch, o % (m // cell.groups)) if cell.type == 'Deconv' else (o, ch % (c // cell.groups))
+    return (ch, o % (m // cell.groups)) if channel_first else (o, ch % (c // cell.groups))
 
 # %% ../nbs/02_weights.ipynb #45ec9577
 def _format(cell): return getattr(cell, 'weights_format', 'OCHW')
 def _flip(cell): return getattr(cell, 'weights_flip', False)
 
-def _kernels(cell, conn):
+def _kernels(cell, conn, channel_first=False):
     "Connected kernels [n, kH*kW] in (output, channel) order, flipped if WeightsExportFlip."
-    ks = cell.weights[_slots(cell, conn)].reshape(int(conn.sum()), -1)
+    ks = cell.weights[_slots(cell, conn, channel_first)].reshape(int(conn.sum()), -1)
     return ks[:, ::-1] if _flip(cell) else ks
 
-def _conv_lines(cell, conn):
+def _conv_lines(cell, conn, channel_first=False):
     "The lines of a Conv or Deconv weights file."
-    ks = _kernels(cell, conn)
+    ks = _kernels(cell, conn, channel_first)
     if _format(cell) == 'HWCO': return list(ks[_co_order(conn)].T)
     return np.split(ks.ravel(), np.cumsum(conn.sum(1) * ks.shape[1])[:-1])
 
 # %% ../nbs/02_weights.ipynb #88cab539
-def _conv_weights(cell, conn, v):
+def _conv_weights(cell, conn, v, channel_first=False):
     "Weights of a Conv or Deconv from the numbers of its weights file."
     (kh, kw), n = cell.kernel, int(conn.sum())
     if _format(cell) == 'HWCO':
         ks = np.empty((n, kh * kw), np.float32); ks[_co_order(conn)] = v.reshape(kh * kw, n).T
     else: ks = v.reshape(n, kh * kw)
     if _flip(cell): ks = ks[:, ::-1]
-    w = np.zeros(_shape(cell, conn.shape[1]), np.float32)
-    w[_slots(cell, conn)] = ks.reshape(n, kh, kw)
+    w = np.zeros(_shape(cell, conn.shape[1], channel_first), np.float32)
+    w[_slots(cell, conn, channel_first)] = ks.reshape(n, kh, kw)
     return w
 
 # %% ../nbs/02_weights.ipynb #bb87a046
@@ -222,13 +235,18 @@ def _weights_and_bias(cell, d, n_w, per_output, ignore_missing, hwco=False):
     return v[~is_bias], v[is_bias]
 
 # %% ../nbs/02_weights.ipynb #217c202e
-def _read_conv(cell, net, d, ignore_missing):
+@_READ.register('Conv')
+def _read_conv(cell, net, d, ignore_missing, channel_first=False):
     if _format(cell) not in ('OCHW', 'HWCO'):
         raise WeightsError(f"cell [{cell.name}]: unknown WeightsExportFormat '{_format(cell)}' (OCHW or HWCO)")
     conn, k = _connections(cell, sum(_in_channels(net, cell))), int(np.prod(cell.kernel))
     r = _weights_and_bias(cell, d, int(conn.sum()) * k, conn.sum(1) * k, ignore_missing, _format(cell) == 'HWCO')
-    return r and {'weights': _conv_weights(cell, conn, r[0]), 'bias': r[1]}
+    return r and {'weights': _conv_weights(cell, conn, r[0], channel_first), 'bias': r[1]}
 
+@_READ.register('Deconv')
+def _read_deconv(cell, net, d, ignore_missing): return _read_conv(cell, net, d, ignore_missing, channel_first=True)
+
+@_READ.register('Fc')
 def _read_fc(cell, net, d, ignore_missing):
     k, m = sum(_in_sizes(net, cell)), cell.nb_outputs
     r = _weights_and_bias(cell, d, m * k, np.full(m, k), ignore_missing)
@@ -247,6 +265,7 @@ def _bn_split(cell, split, ignore_missing):
         if f is not None and not f.is_file(): raise WeightsError(f"cell [{cell.name}]: missing {p} file {f}")
     return {p: np.ones(c, np.float32) if f is None else _numbers(f, c, cell.name) for p, f in split.items()}
 
+@_READ.register('BatchNorm')
 def _read_bn(cell, net, d, ignore_missing):
     c, (single, split) = cell.dims[0], _files(d, cell, _BN)
     if single is None and not split['biases'].is_file(): return _missing(split['biases'], cell, ignore_missing)
@@ -258,16 +277,14 @@ def _read_bn(cell, net, d, ignore_missing):
     return {'scale': v['scales'], 'bias': v['biases'], 'mean': v['means'], 'variance': v['variances']}
 
 # %% ../nbs/02_weights.ipynb #7706f45e
-_READ = {'Conv': _read_conv, 'Deconv': _read_conv, 'Fc': _read_fc, 'BatchNorm': _read_bn}
-
 def load_weights(net: Network, dir, ignore_missing=False):
-    "Read the N2D2 `.syntxt` files of every Conv, Deconv, Fc and BatchNorm cell from `dir` into `net`."
+    "Read the N2D2 `.syntxt` files of every cell of `net` with parameters (Conv, Deconv, Fc, BatchNorm) from `dir`."
     if str(dir) == os.devnull: return net
     if not Path(dir).is_dir():
         if not ignore_missing: raise WeightsError(f"weights directory {dir} does not exist")
         warnings.warn(f"no weights directory {dir}: keeping the current values"); return net
     net.infer_dims()
-    new = {c.name: _READ[c.type](c, net, dir, ignore_missing) for c in net if c.type in _READ}
+    new = {c.name: _READ.lookup(c.type, c.name)(c, net, dir, ignore_missing) for c in net if c.parameters}
     for name, arrays in new.items():
         for k, v in (arrays or {}).items(): setattr(net[name], k, v)
     return net
@@ -277,13 +294,18 @@ def _check(cell, what, a, shape):
     if a is None: raise WeightsError(f"cell [{cell.name}]: no {what} to save (fill or load the network first)")
     if tuple(a.shape) != tuple(shape): raise WeightsError(f"cell [{cell.name}]: {what} have shape {a.shape}, expected {shape}")
 
-def _write_conv(cell, net):
+@_WRITE.register('Conv')
+def _write_conv(cell, net, channel_first=False):
     c, m = sum(_in_channels(net, cell)), cell.nb_outputs
-    _check(cell, 'weights', cell.weights, _shape(cell, c))
-    out = {'weights': _conv_lines(cell, _connections(cell, c))}
+    _check(cell, 'weights', cell.weights, _shape(cell, c, channel_first))
+    out = {'weights': _conv_lines(cell, _connections(cell, c), channel_first)}
     if not cell.no_bias: _check(cell, 'biases', cell.bias, (m,)); out['biases'] = cell.bias[:, None]
     return out
 
+@_WRITE.register('Deconv')
+def _write_deconv(cell, net): return _write_conv(cell, net, channel_first=True)
+
+@_WRITE.register('Fc')
 def _write_fc(cell, net):
     m = cell.nb_outputs
     _check(cell, 'weights', cell.weights, (m, sum(_in_sizes(net, cell))))
@@ -291,12 +313,11 @@ def _write_fc(cell, net):
     if not cell.no_bias: _check(cell, 'biases', cell.bias, (m,)); out['biases'] = cell.bias[:, None]
     return out
 
+@_WRITE.register('BatchNorm')
 def _write_bn(cell, net):
     arrays = dict(zip(_BN, (cell.scale, cell.bias, cell.mean, cell.variance)))
     for p, a in arrays.items(): _check(cell, p, a, (cell.dims[0],))
     return {p: a[:, None] for p, a in arrays.items()}
-
-_WRITE = {'Conv': _write_conv, 'Deconv': _write_conv, 'Fc': _write_fc, 'BatchNorm': _write_bn}
 
 # %% ../nbs/02_weights.ipynb #5ece5eea
 def save_weights(net: Network, dir):
@@ -304,12 +325,12 @@ def save_weights(net: Network, dir):
     dir, files = Path(dir), {}
     net.infer_dims()
     for cell in net:
-        if cell.type not in _WRITE: continue
+        if not cell.parameters: continue
         base = dir / file_name(cell.name)
         if Path(f'{base}.syntxt').is_file():
             raise WeightsError(f"{base}.syntxt exists and would be read instead of the split files of cell "
                                f"[{cell.name}]: remove it or save elsewhere")
-        for part, lines in _WRITE[cell.type](cell, net).items(): files[Path(f'{base}_{part}.syntxt')] = _text(lines)
+        for part, lines in _WRITE.lookup(cell.type, cell.name)(cell, net).items(): files[Path(f'{base}_{part}.syntxt')] = _text(lines)
     dir.mkdir(parents=True, exist_ok=True)
     for path, text in files.items(): path.write_text(text)
     return list(files)
