@@ -95,7 +95,7 @@ class Registry(dict):
     def __init__(self, stage, error=NotImplementedError, kind='cell', complete=True):
         super().__init__()
         self.stage, self.error, self.kind, self.refused = stage, error, kind, {}
-        self.complete = complete   # every type of its kind must be registered or refused (the coverage test checks it)
+        self.complete = complete   # True: every type of its kind must be decided; False: an override table; or a predicate on the type
         REGISTRIES.append(self)
 
     def __repr__(self): return f"Registry({self.stage!r}, {len(self)} {self.kind} types, {len(self.refused)} refused)"
@@ -121,6 +121,11 @@ def refuse(self: Registry, *types, why):
 
 @patch
 def decided(self: Registry, t) -> bool: return t in self or t in self.refused
+
+@patch
+def must_decide(self: Registry, t) -> bool:
+    "Whether type `t` (of this registry's kind) must be registered or refused here."
+    return self.complete(t) if callable(self.complete) else bool(self.complete)
 
 @patch
 def lookup(self: Registry, t, cell=None):

@@ -40,14 +40,6 @@ class Solver:
 # %% ../nbs/06_learn.ipynb #3140b2d2
 _WHAT = {float: 'a number', parse_uint: 'a non-negative integer', parse_bool: 'a boolean (0/1, true/false, yes/no)'}
 
-def _float(s):   # kept for qat until it moves to helpers
-    "a number"
-    return float(s)
-
-def _bool(s):    # kept for qat until it moves to helpers
-    "a boolean (0/1, true/false, yes/no)"
-    return parse_bool(s)
-
 def _clamping(s):
     "'min:max' (either side may be empty), or 0/1"
     s = str(s).strip()
@@ -205,8 +197,8 @@ SOLVERS = {'SGD': SGD, 'Adam': Adam}
 _SPECIFIC = {'weights': 'WeightsSolver', 'bias': 'BiasSolver', 'scale': 'ScaleSolver'}   # N2D2's solver key of each parameter
 
 def _trainable(cell):
-    "Names of the parameter tensors of `cell` that solvers update: its parameters that N2D2 gives a solver (not BatchNorm's statistics)."
-    return [p for p in cell.parameters if p in _SPECIFIC and not (p == 'bias' and getattr(cell, 'no_bias', False))]
+    "Names of the parameter tensors of `cell` that solvers update (its type's `trainable`, less a bias it does not have)."
+    return [p for p in cell.trainable if not (p == 'bias' and getattr(cell, 'no_bias', False))]
 
 # %% ../nbs/06_learn.ipynb #6cc55e82
 def _solver(keys, specific, common='Solvers', type_keys=()):
@@ -315,7 +307,7 @@ def _estimated(target, y):
 # %% ../nbs/06_learn.ipynb #631eb553
 def _with_loss(cell):
     "Whether the cell's backward takes y - t as the gradient of a cross-entropy: a Softmax with `WithLoss=1`, a `LogisticWithLoss` activation."
-    return getattr(cell, 'with_loss', False) or (cell.activation is not None and cell.activation.type == 'LogisticWithLoss')
+    return getattr(cell, 'with_loss', False) or (cell.activation is not None and cell.activation.kind.with_loss)
 
 def _loss_grad(cell, y, t, ok=None):
     "Loss (mean over the batch, stimuli `ok` only) and the gradient (y - t) / N to hand to the engine at `cell`."

@@ -60,13 +60,14 @@ class ActivationKind:
     range: callable                                 # (activation, lo, hi) -> (lo, hi) of its outputs for inputs in [lo, hi]
     homogeneous: callable = lambda a: False         # f(x / R) = f(x) / R for every R > 0
     integer_form: callable = lambda a: None         # 'identity' | 'clip' | 'table' | 'hard-sigmoid' | 'hard-swish' | None
+    with_loss: bool = False                         # learning: its backward takes y - t, a cross-entropy's gradient
 
 _kinds = [
     ActivationKind('Linear', lambda a, lo, hi: (lo, hi), lambda a: True, lambda a: 'identity'),
     ActivationKind('Rectifier', _over(_rectifier, lambda a: 0.0), lambda a: not a.clipping > 0,
                    lambda a: 'clip' if a.leak_slope == 0 else 'table'),
     ActivationKind('Logistic', _over(lambda a, x: _sigmoid(x)), integer_form=lambda a: 'table'),
-    ActivationKind('LogisticWithLoss', _over(lambda a, x: _sigmoid(x)), integer_form=lambda a: 'table'),
+    ActivationKind('LogisticWithLoss', _over(lambda a, x: _sigmoid(x)), integer_form=lambda a: 'table', with_loss=True),
     ActivationKind('Saturation', _over(lambda a, x: min(max(x, -a.threshold), a.threshold)), integer_form=lambda a: 'clip'),
     ActivationKind('Softplus', _over(lambda a, x: _softplus(x)), integer_form=lambda a: 'table'),
     ActivationKind('Tanh', _over(lambda a, x: math.tanh(a.alpha * x)), integer_form=lambda a: 'table'),
@@ -107,10 +108,12 @@ class Cell:
     dims: tuple | None = None  # output (C, H, W), set by `Network.infer_dims`
     type: ClassVar[str] = 'Cell'
     # what every stage needs to know of a cell type, stated once here and overridden by each type:
-    parameters: ClassVar[tuple] = ()       # its parameter arrays (what fillers fill, weight files hold, solvers train)
+    parameters: ClassVar[tuple] = ()       # its parameter arrays (what fillers fill and weight files hold)
+    trainable: ClassVar[tuple] = ()        # those that solvers update (a BatchNorm's statistics are not)
     rescales: ClassVar[bool] = False       # its integer form rescales its accumulator (else it keeps its inputs' step)
     moves_values: ClassVar[bool] = False   # it only moves, selects or averages input values (its range is theirs)
     integer_output: ClassVar[bool] = True  # its output is an integer tensor in the integer network (Softmax: float)
+    weights_input_first: ClassVar[bool] = False   # weights indexed by input channel first (a Deconv's)
 
     def value_range(self, ins):
         "(lo, hi) of the cell's outputs before its activation, given the (lo, hi) of each input."
@@ -142,6 +145,7 @@ class Conv(Cell):
     weights_flip: bool = False      # WeightsExportFlip
     type: ClassVar[str] = 'Conv'
     parameters: ClassVar[tuple] = ('weights', 'bias')
+    trainable: ClassVar[tuple] = ('weights', 'bias')
     rescales: ClassVar[bool] = True
 
     def masked_weights(self):
@@ -159,6 +163,7 @@ class Fc(Cell):
     bias_filler: Filler = field(default_factory=Filler)
     type: ClassVar[str] = 'Fc'
     parameters: ClassVar[tuple] = ('weights', 'bias')
+    trainable: ClassVar[tuple] = ('weights', 'bias')
     rescales: ClassVar[bool] = True
 
 @dataclass(repr=False)
@@ -183,6 +188,7 @@ class BatchNorm(Cell):
     variance: np.ndarray | None = None
     type: ClassVar[str] = 'BatchNorm'
     parameters: ClassVar[tuple] = ('scale', 'bias', 'mean', 'variance')
+    trainable: ClassVar[tuple] = ('scale', 'bias')
     rescales: ClassVar[bool] = True
 
 # %% ../nbs/01_network.ipynb #3fcf1860
@@ -273,6 +279,8 @@ class Deconv(Cell):
     weights_flip: bool = False      # WeightsExportFlip
     type: ClassVar[str] = 'Deconv'
     parameters: ClassVar[tuple] = ('weights', 'bias')
+    trainable: ClassVar[tuple] = ('weights', 'bias')
+    weights_input_first: ClassVar[bool] = True   # weights [C, M/groups, kH, kW], not [M, C/groups, kH, kW]
     rescales: ClassVar[bool] = True
 
 @dataclass(repr=False)

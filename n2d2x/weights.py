@@ -7,7 +7,7 @@ from __future__ import annotations
 import os, warnings, zlib
 from pathlib import Path
 import numpy as np
-from .network import Network, Conv, Fc, BatchNorm, Filler, group_map
+from .network import Network, Conv, Fc, BatchNorm, Filler, group_map, CELL_TYPES
 from .helpers import Registry
 
 # %% auto #0
@@ -17,9 +17,11 @@ __all__ = ['WeightsError', 'fill_tensor', 'fill', 'file_name', 'load_weights', '
 class WeightsError(ValueError):
     "A filler or weight file that does not fit the network; the message names the cell, file and line."
 
-_FILL = Registry('weights fill', WeightsError, complete=False)    # the types with parameters: kernel(cell, net, seed)
-_READ = Registry('weights read', WeightsError, complete=False)    # kernel(cell, net, dir, ignore_missing) -> {attr: array}
-_WRITE = Registry('weights write', WeightsError, complete=False)  # kernel(cell, net) -> {file suffix: lines}
+def _with_parameters(t): return bool(CELL_TYPES[t].parameters)   # the types these registries must decide
+
+_FILL = Registry('weights fill', WeightsError, complete=_with_parameters)    # kernel(cell, net, seed)
+_READ = Registry('weights read', WeightsError, complete=_with_parameters)    # kernel(cell, net, dir, ignore_missing) -> {attr: array}
+_WRITE = Registry('weights write', WeightsError, complete=_with_parameters)  # kernel(cell, net) -> {file suffix: lines}
 
 # %% ../nbs/02_weights.ipynb #65d6f7e7
 _FILLERS = {  # type -> {parameter: default}, None = required
@@ -178,41 +180,41 @@ def _co_order(conn):
     return idx.T[conn.T]
 
 # %% ../nbs/02_weights.ipynb #dc46ce16
-def _shape(cell, c, channel_first=False):
-    "Shape of the weights of a Conv ([M, C/g, kH, kW]) or, `channel_first`, a Deconv ([C, M/g, kH, kW]) with `c` input channels."
-    a, b = (c, cell.nb_outputs) if channel_first else (cell.nb_outputs, c)
+def _shape(cell, c):
+    "Shape of the weights of a Conv ([M, C/g, kH, kW]) or a Deconv ([C, M/g, kH, kW]: `weights_input_first`) with `c` input channels."
+    a, b = (c, cell.nb_outputs) if cell.weights_input_first else (cell.nb_outputs, c)
     return (a, b // cell.groups) + tuple(cell.kernel)
 
-def _slots(cell, conn, channel_first=False):
+def _slots(cell, conn):
     "Index into the weights of the connected kernels, in N2D2's (output, channel) order."
     (m, c), (o, ch) = conn.shape, np.nonzero(conn)
-    return (ch, o % (m // cell.groups)) if channel_first else (o, ch % (c // cell.groups))
+    return (ch, o % (m // cell.groups)) if cell.weights_input_first else (o, ch % (c // cell.groups))
 
 # %% ../nbs/02_weights.ipynb #45ec9577
 def _format(cell): return getattr(cell, 'weights_format', 'OCHW')
 def _flip(cell): return getattr(cell, 'weights_flip', False)
 
-def _kernels(cell, conn, channel_first=False):
+def _kernels(cell, conn):
     "Connected kernels [n, kH*kW] in (output, channel) order, flipped if WeightsExportFlip."
-    ks = cell.weights[_slots(cell, conn, channel_first)].reshape(int(conn.sum()), -1)
+    ks = cell.weights[_slots(cell, conn)].reshape(int(conn.sum()), -1)
     return ks[:, ::-1] if _flip(cell) else ks
 
-def _conv_lines(cell, conn, channel_first=False):
+def _conv_lines(cell, conn):
     "The lines of a Conv or Deconv weights file."
-    ks = _kernels(cell, conn, channel_first)
+    ks = _kernels(cell, conn)
     if _format(cell) == 'HWCO': return list(ks[_co_order(conn)].T)
     return np.split(ks.ravel(), np.cumsum(conn.sum(1) * ks.shape[1])[:-1])
 
 # %% ../nbs/02_weights.ipynb #88cab539
-def _conv_weights(cell, conn, v, channel_first=False):
+def _conv_weights(cell, conn, v):
     "Weights of a Conv or Deconv from the numbers of its weights file."
     (kh, kw), n = cell.kernel, int(conn.sum())
     if _format(cell) == 'HWCO':
         ks = np.empty((n, kh * kw), np.float32); ks[_co_order(conn)] = v.reshape(kh * kw, n).T
     else: ks = v.reshape(n, kh * kw)
     if _flip(cell): ks = ks[:, ::-1]
-    w = np.zeros(_shape(cell, conn.shape[1], channel_first), np.float32)
-    w[_slots(cell, conn, channel_first)] = ks.reshape(n, kh, kw)
+    w = np.zeros(_shape(cell, conn.shape[1]), np.float32)
+    w[_slots(cell, conn)] = ks.reshape(n, kh, kw)
     return w
 
 # %% ../nbs/02_weights.ipynb #bb87a046
@@ -235,16 +237,13 @@ def _weights_and_bias(cell, d, n_w, per_output, ignore_missing, hwco=False):
     return v[~is_bias], v[is_bias]
 
 # %% ../nbs/02_weights.ipynb #217c202e
-@_READ.register('Conv')
-def _read_conv(cell, net, d, ignore_missing, channel_first=False):
+@_READ.register('Conv', 'Deconv')
+def _read_conv(cell, net, d, ignore_missing):
     if _format(cell) not in ('OCHW', 'HWCO'):
         raise WeightsError(f"cell [{cell.name}]: unknown WeightsExportFormat '{_format(cell)}' (OCHW or HWCO)")
     conn, k = _connections(cell, sum(_in_channels(net, cell))), int(np.prod(cell.kernel))
     r = _weights_and_bias(cell, d, int(conn.sum()) * k, conn.sum(1) * k, ignore_missing, _format(cell) == 'HWCO')
-    return r and {'weights': _conv_weights(cell, conn, r[0], channel_first), 'bias': r[1]}
-
-@_READ.register('Deconv')
-def _read_deconv(cell, net, d, ignore_missing): return _read_conv(cell, net, d, ignore_missing, channel_first=True)
+    return r and {'weights': _conv_weights(cell, conn, r[0]), 'bias': r[1]}
 
 @_READ.register('Fc')
 def _read_fc(cell, net, d, ignore_missing):
@@ -294,16 +293,13 @@ def _check(cell, what, a, shape):
     if a is None: raise WeightsError(f"cell [{cell.name}]: no {what} to save (fill or load the network first)")
     if tuple(a.shape) != tuple(shape): raise WeightsError(f"cell [{cell.name}]: {what} have shape {a.shape}, expected {shape}")
 
-@_WRITE.register('Conv')
-def _write_conv(cell, net, channel_first=False):
+@_WRITE.register('Conv', 'Deconv')
+def _write_conv(cell, net):
     c, m = sum(_in_channels(net, cell)), cell.nb_outputs
-    _check(cell, 'weights', cell.weights, _shape(cell, c, channel_first))
-    out = {'weights': _conv_lines(cell, _connections(cell, c), channel_first)}
+    _check(cell, 'weights', cell.weights, _shape(cell, c))
+    out = {'weights': _conv_lines(cell, _connections(cell, c))}
     if not cell.no_bias: _check(cell, 'biases', cell.bias, (m,)); out['biases'] = cell.bias[:, None]
     return out
-
-@_WRITE.register('Deconv')
-def _write_deconv(cell, net): return _write_conv(cell, net, channel_first=True)
 
 @_WRITE.register('Fc')
 def _write_fc(cell, net):
