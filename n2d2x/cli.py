@@ -4,8 +4,10 @@
 
 # %% ../nbs/12_cli.ipynb #18ca96fd
 from __future__ import annotations
-import argparse, os, sys, warnings
+import argparse, dataclasses, os, sys, warnings
 from pathlib import Path
+from fastcore.docments import docments
+from .helpers import parse_bool
 from .ini import Ini, IniError
 from .network import Network, ShapeError
 from .weights import WeightsError, fill, load_weights
@@ -13,11 +15,13 @@ from .engine import EngineError
 from .data import DataError, StimuliProvider
 from . import learn as learning
 from .onnx_import import OnnxImportError, network_from_onnx
-from .export import ExportError, export_onnx, format_verification, verify_export
+from .calibrate import CLIPPING_MODES
+from .quantize import RESCALING_MODES
+from .export import ExportError, ExportOptions, export_onnx, format_verification, verify_export
 from .qat import QATError, has_quantizers, load_quantizers, qat_from_ini
 
 # %% auto #0
-__all__ = ['CliError', 'parser', 'run', 'main']
+__all__ = ['EXPORT_FLAGS', 'NOT_ON_CLI', 'CliError', 'parser', 'export_options', 'run', 'main']
 
 # %% ../nbs/12_cli.ipynb #de83b626
 class CliError(Exception):
@@ -27,6 +31,35 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message): raise CliError(message)
 
 # %% ../nbs/12_cli.ipynb #a94c17aa
+_ROUND_MODES = ('NONE', 'RINTF')
+
+EXPORT_FLAGS = {   # N2D2's flag -> (the ExportOptions field it sets, how argparse reads it; default and help: the field's)
+    '-nbbits': ('nbbits', dict(type=int)),
+    '-export-parameters': ('export_parameters', dict(metavar='FILE')),
+    '-db-export': ('db_export', dict(type=int, metavar='N', default=-1)),   # N2D2's default: every test stimulus
+    '-calib': ('calib', dict(type=int, metavar='N')),
+    '-calib-reload': ('calib_reload', dict(action='store_true')),
+    '-act-clipping-mode': ('act_clipping_mode', dict(choices=CLIPPING_MODES)),
+    '-act-quantile-value': ('act_quantile_value', dict(type=float)),
+    '-wt-clipping-mode': ('wt_clipping_mode', dict(choices=('None', 'MSE', 'KL-Divergence'))),
+    '-act-rescaling-mode': ('act_rescaling_mode', dict(choices=(*RESCALING_MODES, 'Fixed-point'))),   # = Fixed-point32
+    '-act-rescale-per-output': ('act_rescale_per_output', dict(type=parse_bool, metavar='0|1')),
+    '-no-unsigned': ('no_unsigned', dict(action='store_true')),
+    '-no-cle': ('cle', dict(action='store_false', help='no cross-layer equalization before quantizing')),
+    '-qat-sat': ('qat', dict(action='store_true', default=False,
+                             help="export the quantizers' trained levels (SAT or LSQ) instead of post-training quantization")),
+    '-wt-round-mode': ('wt_round_mode', dict(choices=_ROUND_MODES)),
+    '-b-round-mode': ('b_round_mode', dict(choices=_ROUND_MODES)),
+    '-c-round-mode': ('c_round_mode', dict(choices=_ROUND_MODES))}
+
+NOT_ON_CLI = {   # the ExportOptions fields that no flag sets, and why
+    'implicit_casting': 'N2D2 reads ImplicitCasting from the -export-parameters file',
+    'fake_quantization': 'N2D2 reads FakeQuantization from the -export-parameters file',
+    'fuse': 'N2D2 always fuses before exporting',
+    'opset': 'N2D2 has no such flag: the export writes the lowest opset that the graph needs',
+    'progress': 'the command line shows it when its output is a terminal'}
+
+# %% ../nbs/12_cli.ipynb #7e1e6fc5
 def parser():
     "The `n2d2x` argument parser."
     p = _Parser(prog='n2d2x', allow_abbrev=False, description="N2D2's ONNX export flow: an N2D2 INI network in, an ONNX model out.",
@@ -36,37 +69,19 @@ def parser():
     p.add_argument('-w', metavar='DIR', default=None, help='import weights from DIR (N2D2 .syntxt files); /dev/null: none')
     p.add_argument('-w-ignore', dest='w_ignore', action='store_true', help='tolerate missing weight files')
     p.add_argument('-export', metavar='TYPE', default=None, help='export type: ONNX')
-    p.add_argument('-nbbits', type=int, default=8, help='precision: -32 for float32, > 0 for integers (needs -calib)')
-    p.add_argument('-export-parameters', dest='export_parameters', metavar='FILE', default=None,
-                   help='INI file of export parameters (ImplicitCasting, FakeQuantization)')
-    p.add_argument('-db-export', dest='db_export', type=int, default=-1, metavar='N',
-                   help='test stimuli exported with their expected outputs (-1: all, 0: none)')
-    _quantization_options(p)
-    _qat_options(p)
+    _export_flags(p)
     _learning_options(p)
     return p
 
-def _quantization_options(p):
-    "N2D2's post-training quantization options (see the calibration and quantization notebooks)."
-    p.add_argument('-calib', type=int, default=0, metavar='N', help='calibration stimuli of the Validation set (Test if none; -1: all)')
-    p.add_argument('-calib-reload', dest='calib_reload', action='store_true', help="reuse the previous export's calibration statistics")
-    p.add_argument('-act-clipping-mode', dest='act_clipping_mode', default='MSE', choices=('None', 'MSE', 'KL-Divergence', 'Quantile'))
-    p.add_argument('-act-quantile-value', dest='act_quantile_value', type=float, default=0.9999)
-    p.add_argument('-wt-clipping-mode', dest='wt_clipping_mode', default='None', choices=('None', 'MSE', 'KL-Divergence'))
-    p.add_argument('-act-rescaling-mode', dest='act_rescaling_mode', default='Single-shift',
-                   choices=('Floating-point', 'Fixed-point', 'Fixed-point16', 'Fixed-point32', 'Single-shift', 'Double-shift'))
-    p.add_argument('-act-rescale-per-output', dest='act_rescale_per_output', type=int, default=0, metavar='0|1',
-                   help='quantize the weights per output channel')
-    p.add_argument('-no-unsigned', dest='no_unsigned', action='store_true', help='signed activations and stimuli everywhere')
-    p.add_argument('-no-cle', dest='no_cle', action='store_true', help='no cross-layer equalization before quantizing')
+def _export_flags(p):
+    "N2D2's export and quantization flags, from EXPORT_FLAGS (see the calibration, quantization and QAT notebooks)."
+    doc, fields = docments(ExportOptions), {f.name: f for f in dataclasses.fields(ExportOptions)}
+    for flag, (name, how) in EXPORT_FLAGS.items():
+        p.add_argument(flag, dest=name, **{'default': fields[name].default, 'help': doc[name].replace('%', '%%'), **how})
 
-def _qat_options(p):
-    "N2D2's options for exporting a network trained with quantizers (QWeight / QAct keys)."
-    p.add_argument('-qat-sat', dest='qat_sat', action='store_true',
-                   help="export the quantizers' trained levels (SAT or LSQ) instead of post-training quantization")
-    for o, what in (('wt', 'weights'), ('b', 'biases'), ('c', 'clips')):
-        p.add_argument(f'-{o}-round-mode', dest=f'{o}_round_mode', default='NONE', choices=('NONE', 'RINTF'),
-                       help=f'rounding of the {what} in the -qat-sat export')
+def export_options(args) -> ExportOptions:
+    "The ExportOptions of parsed arguments `args`: each flag of EXPORT_FLAGS into its field, the others at their defaults."
+    return ExportOptions(**{name: getattr(args, name) for name, _ in EXPORT_FLAGS.values()})
 
 def _learning_options(p):
     "N2D2's learning and testing options."
@@ -127,7 +142,7 @@ def run(argv=None, out_dir='.'):
 def _stimuli(net, args, seed):
     "The stimuli provider of the INI, when something needs data."
     integer = args.export and args.nbbits > 0
-    if not (args.learn or args.learn_epoch or args.test or integer and (args.calib or args.calib_reload or args.qat_sat) or args.db_export > 0):
+    if not (args.learn or args.learn_epoch or args.test or integer and (args.calib or args.calib_reload or args.qat) or args.db_export > 0):
         return None
     if net.ini is None:
         if integer or args.test or args.learn or args.learn_epoch:
@@ -148,8 +163,8 @@ def _learn_and_test(net, sp, args, seed, out_dir):
 
 # %% ../nbs/12_cli.ipynb #6b89ea3c
 def _qat_mode(net, args):
-    "qat= of export_onnx: True with -qat-sat, else False (PTQ), with a word when quantizers are left out."
-    if args.qat_sat or not has_quantizers(net) or args.nbbits < 0: return bool(args.qat_sat)
+    "qat of the export: True with -qat-sat, else False (PTQ), with a word when quantizers are left out."
+    if args.qat or not has_quantizers(net) or args.nbbits < 0: return bool(args.qat)
     if not (args.calib or args.calib_reload):
         raise CliError(f"network {net.name} has QAT quantizers (QWeight/QAct): pass -qat-sat to export their trained levels, "
                        "or -calib to quantize its float weights (post-training quantization)")
@@ -157,13 +172,9 @@ def _qat_mode(net, args):
     return False
 
 def _export(net, sp, args, out_dir):
-    out = export_onnx(net, nbbits=args.nbbits, out_dir=out_dir, stimuli=sp, calib=args.calib, calib_reload=args.calib_reload,
-                      act_clipping_mode=args.act_clipping_mode, act_quantile_value=args.act_quantile_value,
-                      act_rescaling_mode=args.act_rescaling_mode, act_rescale_per_output=bool(args.act_rescale_per_output),
-                      wt_clipping_mode=args.wt_clipping_mode, no_unsigned=args.no_unsigned, cle=not args.no_cle,
-                      qat=_qat_mode(net, args), wt_round_mode=args.wt_round_mode, b_round_mode=args.b_round_mode,
-                      c_round_mode=args.c_round_mode, export_parameters=args.export_parameters,
-                      db_export=args.db_export if sp is not None else 0, progress=sys.stdout.isatty())
+    opts = dataclasses.replace(export_options(args), qat=_qat_mode(net, args), db_export=args.db_export if sp is not None else 0,
+                               progress=sys.stdout.isatty())
+    out = export_onnx(net, out_dir=out_dir, stimuli=sp, options=opts)
     print(f"Exported {out / 'model.onnx'}")
     return out
 

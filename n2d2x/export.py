@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_export.ipynb #09f1741c
 from __future__ import annotations
-import dataclasses, math, os, shutil, uuid
+import dataclasses, difflib, math, os, shutil, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -15,6 +15,7 @@ from onnx.reference import ReferenceEvaluator
 from onnx.reference.ops import load_op
 from fastcore.basics import patch
 import n2d2x
+from .helpers import Registry
 from .ini import Ini, IniError
 from .network import Network
 from .engine import onnx_resize_attrs, predict
@@ -26,8 +27,9 @@ from .qat import QATError, has_quantizers, qat_to_qnetwork, without_quantizers
 
 # %% auto #0
 __all__ = ['CASTINGS', 'EXPORT_PARAMETERS', 'ExportError', 'to_onnx', 'run_onnx', 'to_onnx_int', 'implicit_evaluator',
-           'graph_lines', 'draw_graph', 'runtime_name', 'layer_report', 'format_layers', 'export_dir_name',
-           'read_export_parameters', 'Export', 'verify_export', 'format_verification', 'export_onnx']
+           'graph_lines', 'draw_graph', 'with_outputs', 'runtime_name', 'model_runner', 'layer_report', 'format_layers',
+           'ExportOptions', 'export_dir_name', 'read_export_parameters', 'Export', 'verify_export',
+           'format_verification', 'export_onnx']
 
 # %% ../nbs/11_export.ipynb #060b3722
 class ExportError(ValueError):
@@ -75,19 +77,17 @@ def _array(cell, attr, shape):
 def _in_dims(g, cell): return [g.net.dims(i) for i in cell.inputs]
 
 # %% ../nbs/11_export.ipynb #cf786cfc
-_CELLS, _ACTIVATIONS = {}, {}
+_CELLS = Registry('float export', ExportError, kind='cell')                         # cell type -> f(g, cell, xs, y)
+_ACTIVATIONS = Registry('float export activation', ExportError, kind='activation')  # activation type -> f(g, act, x, y)
 
-def _has_activation(cell): return cell.activation is not None and cell.activation.type != 'Linear'
+def _has_activation(cell): return cell.activation is not None and not cell.activation.is_identity
 
 def _emit(g, cell):
     "Append the nodes of `cell` (operation, then activation) to `g`."
-    if cell.type not in _CELLS: raise ExportError(f"cell [{cell.name}]: no ONNX export for cell type '{cell.type}'")
-    g.cell, act = cell.name, cell.activation
+    emit, g.cell, act = _CELLS.lookup(cell.type, cell.name), cell.name, cell.activation
     y = f'{cell.name}_act' if _has_activation(cell) else cell.name
-    t = _CELLS[cell.type](g, cell, [g.tensors[i] for i in cell.inputs], y)
-    if _has_activation(cell):
-        if act.type not in _ACTIVATIONS: raise ExportError(f"cell [{cell.name}]: no ONNX export for activation '{act.type}'")
-        t = _ACTIVATIONS[act.type](g, act, t, cell.name)
+    t = emit(g, cell, [g.tensors[i] for i in cell.inputs], y)
+    if _has_activation(cell): t = _ACTIVATIONS.lookup(act.type, cell.name)(g, act, t, cell.name)
     g.tensors[cell.name] = t
 
 # %% ../nbs/11_export.ipynb #ef5411e9
@@ -139,6 +139,7 @@ def run_onnx(model, x):
     return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {'env': np.asarray(x, np.float32)})))
 
 # %% ../nbs/11_export.ipynb #400bc289
+@_CELLS.register('Conv')
 def _conv(g, cell, xs, y):
     x, cin = _input(g, cell, xs), sum(d[0] for d in _in_dims(g, cell))
     _array(cell, 'weights', (cell.nb_outputs, cin // cell.groups, *cell.kernel))
@@ -147,14 +148,16 @@ def _conv(g, cell, xs, y):
     return g.node('Conv', ins, y, kernel_shape=list(cell.kernel), strides=list(cell.stride), dilations=list(cell.dilation),
                   pads=list(cell.pads), group=cell.groups)
 
-_CELLS['Conv'] = _conv
-
 # %% ../nbs/11_export.ipynb #f282c65d
 def _clip(g, x, y, lo=None, hi=None):
     "Clip(x, lo, hi) writing y; a bound that is None is omitted."
     bound = lambda v, k: '' if v is None else g.const(f'{y}_act_{k}', v)
     return g.node('Clip', [x, bound(lo, 'min'), bound(hi, 'max')], y)
 
+@_ACTIVATIONS.register('Linear')
+def _linear(g, a, x, y): return x   # the identity: `_emit` lets the operation write <cell> itself
+
+@_ACTIVATIONS.register('Rectifier')
 def _rectifier(g, a, x, y):
     if a.clipping > 0 and a.leak_slope == 0: return _clip(g, x, y, 0.0, a.clipping)
     z = y if a.clipping <= 0 else f'{y}_act_leaky'
@@ -162,25 +165,29 @@ def _rectifier(g, a, x, y):
     return z if a.clipping <= 0 else _clip(g, z, y, None, a.clipping)
 
 # %% ../nbs/11_export.ipynb #a51b29ff
+@_ACTIVATIONS.register('Tanh')
 def _tanh(g, a, x, y):
     if a.alpha != 1: x = g.node('Mul', [x, g.const(f'{y}_act_alpha', a.alpha)], f'{y}_act_scaled')
     return g.node('Tanh', [x], y)
 
-_ACTIVATIONS.update({
-    'Rectifier': _rectifier, 'Tanh': _tanh,
-    'Logistic': lambda g, a, x, y: g.node('Sigmoid', [x], y),
-    'LogisticWithLoss': lambda g, a, x, y: g.node('Sigmoid', [x], y),
-    'Softplus': lambda g, a, x, y: g.node('Softplus', [x], y),
-    'Saturation': lambda g, a, x, y: _clip(g, x, y, -a.threshold, a.threshold)})
+@_ACTIVATIONS.register('Logistic', 'LogisticWithLoss')
+def _sigmoid(g, a, x, y): return g.node('Sigmoid', [x], y)
+
+@_ACTIVATIONS.register('Softplus')
+def _softplus(g, a, x, y): return g.node('Softplus', [x], y)
+
+@_ACTIVATIONS.register('Saturation')
+def _saturation(g, a, x, y): return _clip(g, x, y, -a.threshold, a.threshold)
 
 # %% ../nbs/11_export.ipynb #7163c5bf
+@_ACTIVATIONS.register('HardSigmoid')
 def _hard_sigmoid(g, a, x, y): return g.node('HardSigmoid', [x], y, alpha=float(a.slope), beta=float(a.offset))
 
+@_ACTIVATIONS.register('HardSwish')
 def _hard_swish(g, a, x, y): return g.node('Mul', [x, _hard_sigmoid(g, a, x, f'{y}_act_hsig')], y)
 
-_ACTIVATIONS.update({'HardSigmoid': _hard_sigmoid, 'HardSwish': _hard_swish})
-
 # %% ../nbs/11_export.ipynb #eea3283d
+@_CELLS.register('Fc')
 def _fc(g, cell, xs, y):
     n = cell.name
     flat = [g.node('Flatten', [x], f'{n}_flatten' + (str(i) if len(xs) > 1 else ''), axis=1) for i, x in enumerate(xs)]
@@ -190,9 +197,8 @@ def _fc(g, cell, xs, y):
     z = g.node('Gemm', ins, f'{n}_gemm', transB=1)
     return g.node('Reshape', [z, g.const(f'{n}_shape', [-1, cell.nb_outputs, 1, 1], np.int64)], y)
 
-_CELLS['Fc'] = _fc
-
 # %% ../nbs/11_export.ipynb #a5bb00ea
+@_CELLS.register('Pool')
 def _pool(g, cell, xs, y):
     attrs = dict(kernel_shape=list(cell.kernel), strides=list(cell.stride), pads=list(cell.pads))
     if cell.pooling == 'Max': return g.node('MaxPool', [_input(g, cell, xs)], y, **attrs)
@@ -200,16 +206,13 @@ def _pool(g, cell, xs, y):
         return g.node('AveragePool', [_input(g, cell, xs)], y, count_include_pad=int(getattr(cell, 'count_include_pad', True)), **attrs)
     raise ExportError(f"cell [{cell.name}]: no ONNX export for Pooling '{cell.pooling}'")
 
-_CELLS['Pool'] = _pool
-
 # %% ../nbs/11_export.ipynb #ea5a3df6
+@_CELLS.register('BatchNorm')
 def _batchnorm(g, cell, xs, y):
     x = _input(g, cell, xs)
     c = cell.dims[0]
     ins = [g.const(f'{cell.name}_{k}', _array(cell, k, (c,))) for k in ('scale', 'bias', 'mean', 'variance')]
     return g.node('BatchNormalization', [x] + ins, y, epsilon=float(cell.epsilon), momentum=1.0 - float(cell.momentum))
-
-_CELLS['BatchNorm'] = _batchnorm
 
 # %% ../nbs/11_export.ipynb #5ccea8aa
 def _weighted(g, cell, xs, w, op=None):
@@ -226,6 +229,7 @@ def _plus(g, cell, x, c, y):
     return g.node('Add', [x, g.const(f'{cell.name}_shift', c)], y) if c != 0 else x
 
 # %% ../nbs/11_export.ipynb #e45c0efb
+@_CELLS.register('ElemWise')
 def _elemwise(g, cell, xs, y):
     n, op = cell.name, cell.operation
     w, s = cell.weights or [1.0] * len(xs), cell.shifts or [0.0] * len(xs)
@@ -243,9 +247,8 @@ def _elemwise(g, cell, xs, y):
         return g.node('Sqrt', [_plus(g, cell, g.node('Sum', sq, f'{n}_sum'), s2, f'{n}_sum_shift')], y)
     raise ExportError(f"cell [{n}]: no ONNX export for ElemWise operation '{op}'")
 
-_CELLS['ElemWise'] = _elemwise
-
 # %% ../nbs/11_export.ipynb #ac4ce01b
+@_CELLS.register('Softmax')
 def _softmax(g, cell, xs, y):
     x, (c, h, w), gs = _input(g, cell, xs), cell.dims, cell.group_size
     if not gs or gs == c: return g.node('Softmax', [x], y, axis=1)
@@ -254,25 +257,26 @@ def _softmax(g, cell, xs, y):
     z = g.node('Softmax', [z], f'{cell.name}_softmax', axis=2)
     return g.node('Reshape', [z, g.const(f'{cell.name}_shape', [-1, c, h, w], np.int64)], y)
 
-_CELLS['Softmax'] = _softmax
-
 # %% ../nbs/11_export.ipynb #5ad5d0e2
+@_CELLS.register('Dropout', 'Activation')
 def _identity(g, cell, xs, y): return _input(g, cell, xs, y)
 
+@_CELLS.register('Padding')
 def _padding(g, cell, xs, y):
     pads = g.const(f'{cell.name}_pads', [0, 0, cell.top, cell.left, 0, 0, cell.bottom, cell.right], np.int64)
     return g.node('Pad', [_input(g, cell, xs), pads], y)
 
+@_CELLS.register('Reshape')
 def _reshape(g, cell, xs, y):
     return g.node('Reshape', [_input(g, cell, xs), g.const(f'{cell.name}_shape', [-1, *cell.shape], np.int64)], y)
 
+@_CELLS.register('Resize')
 def _resize(g, cell, xs, y):
     sizes = g.const(f'{cell.name}_sizes', [cell.out_height, cell.out_width], np.int64)
     return g.node('Resize', [_input(g, cell, xs), '', '', sizes], y, axes=[2, 3], **onnx_resize_attrs(cell.mode, cell.align_corners))
 
-_CELLS.update({'Dropout': _identity, 'Activation': _identity, 'Padding': _padding, 'Reshape': _reshape, 'Resize': _resize})
-
 # %% ../nbs/11_export.ipynb #b6e88864
+@_CELLS.register('Deconv')
 def _deconv(g, cell, xs, y):
     n, x = cell.name, _input(g, cell, xs)
     c = sum(d[0] for d in _in_dims(g, cell))
@@ -282,11 +286,10 @@ def _deconv(g, cell, xs, y):
                   dilations=list(cell.dilation), pads=list(cell.pads), output_padding=list(cell.output_padding),
                   group=cell.groups)
 
+@_CELLS.register('LRN')
 def _lrn(g, cell, xs, y):
     return g.node('LRN', [_input(g, cell, xs)], y, size=int(cell.size), alpha=float(cell.alpha), beta=float(cell.beta),
                   bias=float(cell.k))
-
-_CELLS.update({'Deconv': _deconv, 'LRN': _lrn})
 
 # %% ../nbs/11_export.ipynb #d808aac7
 CASTINGS = ('explicit', 'implicit', 'fake')
@@ -357,10 +360,9 @@ def _pow2(c): return bool(((c & (c - 1)) == 0).all())
 
 # %% ../nbs/11_export.ipynb #70659d33
 def _nonneg(qc):
-    "True when the accumulator of `qc` cannot be negative: unsigned inputs that are only added up, and no negative bias."
-    if not qc.in_unsigned or qc.type in ('Conv', 'Fc') or qc.bias is not None and qc.bias.min() < 0: return False
-    if qc.type == 'ElemWise' and qc.cell.operation in ('Sum', 'AbsSum'): return min(qc.coeffs) >= 0
-    return True
+    "True when the accumulator of `qc` cannot be negative: unsigned inputs, and no negative weight, coefficient or bias."
+    negative = lambda v: v is not None and np.min(v) < 0
+    return bool(qc.in_unsigned) and not any(negative(v) for v in (qc.weights, qc.coeffs, qc.bias))
 
 def _relu(qc):
     "True when the cell has a Rectifier activation (its Relu node is where N2D2 puts it)."
@@ -456,6 +458,8 @@ def _rescale(g, qc, p, s):
     return steps
 
 # %% ../nbs/11_export.ipynb #6766ba20
+_INT_CELLS = Registry('integer export', ExportError, kind='qcell')   # QCell type -> f(g, qc, xs, plan)
+
 def _op(g, qc, p, op, w, attrs, extra=()):
     "A Conv or Fc operation: ConvInteger / MatMulInteger on int8 weights, or Conv / Gemm with the bias when fake."
     n = qc.name
@@ -465,6 +469,7 @@ def _op(g, qc, p, op, w, attrs, extra=()):
     return _Step(n, op, (g.const(f'{n}_w', w, np.float32), *(() if b is None else (g.const(f'{n}_b', b, np.float32),))),
                  attrs=attrs)
 
+@_INT_CELLS.register('Conv')
 def _int_conv(g, qc, xs, p):
     c = qc.cell
     attrs = dict(kernel_shape=list(c.kernel), strides=list(c.stride), dilations=list(c.dilation), pads=list(c.pads), group=c.groups)
@@ -477,6 +482,7 @@ def _zero_point(g, qc, x):
     t = g.node('Add', [g.cast(x, np.int32), g.const(f'{n}_zp_c', 128, np.int32)], f'{n}_zp_ocast', name=f'{n}_zp')
     return g.node('Cast', [t], f'{n}_zp', name=f'{n}_zp_ocast', to=TensorProto.UINT8), (g.const(f'{n}_x_zero_point', 128, np.uint8),)
 
+@_INT_CELLS.register('Fc')
 def _int_fc(g, qc, xs, p):
     n, m = qc.name, len(qc.weights)
     flat = [g.node('Flatten', [x], f'{n}_flatten' + (str(i) if len(xs) > 1 else ''), axis=1) for i, x in enumerate(xs)]
@@ -497,13 +503,15 @@ def _mover_clip(g, qc, y):
                  cast_out=cast, opset=None if g.fake else 12)
     return _chain(g, y, [clip], n)
 
+@_INT_CELLS.register('Padding', 'Reshape', 'Resize', 'Dropout')
 def _int_mover(g, qc, xs, p):
     want = f'{qc.name}_act' if qc.clip else qc.name
-    y = _CELLS[qc.type](g, qc.cell, xs, want)   # a Dropout writes nothing: y is then its input
+    y = _CELLS.lookup(qc.type, qc.name)(g, qc.cell, xs, want)   # a Dropout writes nothing: y is then its input
     if y == want: g.nodes[-1].name = qc.name      # N2D2 names the operation after the cell
     return _mover_clip(g, qc, y)
 
 # %% ../nbs/11_export.ipynb #2f838fac
+@_INT_CELLS.register('Pool')
 def _int_pool(g, qc, xs, p):
     c, n, x = qc.cell, qc.name, _input(g, qc.cell, xs)
     geometry = dict(kernel_shape=list(c.kernel), strides=list(c.stride), pads=list(c.pads))
@@ -527,6 +535,7 @@ def _sum(g, qc, xs, out):
         t = g.node('Add' if k > 0 else 'Sub', [t, x], out if i == last else f'{n}_sum{i}', name=n if i == last else None)
     return t
 
+@_INT_CELLS.register('ElemWise')
 def _int_elemwise(g, qc, xs, p):
     steps, op, xs = _tail(g, qc, p), qc.cell.operation, [g.cast(x, np.int32) for x in xs]
     if op == 'Max': g.node('Max', xs, steps[0].name, name=qc.name, opset=None if g.fake else 12)
@@ -535,22 +544,21 @@ def _int_elemwise(g, qc, xs, p):
     return _chain(g, steps[0].name, steps, qc.name)
 
 # %% ../nbs/11_export.ipynb #c1f32cc5
+@_INT_CELLS.register('Rescale')
 def _int_rescale(g, qc, xs, p):
     x = xs[0] if qc.cell is None else _input(g, qc.cell, xs)
     return _chain(g, g.cast(x, np.int32), _tail(g, qc, p), qc.name)
 
+@_INT_CELLS.register('BatchNorm')
 def _int_batchnorm(g, qc, xs, p):
     w = g.const(f'{qc.name}_w', qc.weights.reshape(-1, 1, 1), g.num(np.int32))
     return _chain(g, g.cast(_input(g, qc.cell, xs), np.int32), [_Step(qc.name, 'Mul', (w,))] + _tail(g, qc, p), qc.name)
 
+@_INT_CELLS.register('Softmax')
 def _int_softmax(g, qc, xs, p):
     x = g.cast(_input(g, qc.cell, xs), np.float32)
     x = g.node('Mul', [x, g.const(f'{qc.name}_scaling_c', qc.in_step, np.float32)], f'{qc.name}_scaling')
     return _softmax(g, qc.cell, [x], qc.name)
-
-_INT_CELLS = {'Conv': _int_conv, 'Fc': _int_fc, 'Pool': _int_pool, 'ElemWise': _int_elemwise, 'Activation': _int_rescale,
-              'Rescale': _int_rescale, 'Softmax': _int_softmax, 'Padding': _int_mover, 'Reshape': _int_mover,
-              'Resize': _int_mover, 'Dropout': _int_mover, 'BatchNorm': _int_batchnorm}
 
 # %% ../nbs/11_export.ipynb #af1cd783
 def _int_table(g, qc, xs):
@@ -561,24 +569,25 @@ def _int_table(g, qc, xs):
     if g.fake: x = g.node('Cast', [x], f'{n}_index_icast', to=TensorProto.INT64)
     return g.node('Gather', [g.const(f'{n}_table', t.values, g.num(g.qnet.dtype(n))), x], n, axis=0)
 
+@_INT_CELLS.register('Activation')
 def _int_activation(g, qc, xs, p):
     return _int_rescale(g, qc, xs, p) if qc.table is None else _int_table(g, qc, xs)
 
-_INT_CELLS['Activation'] = _int_activation
+_INT_CELLS.refuse('Deconv', 'LRN', why="no integer form: export it in float32 (-nbbits -32)")
 
 # %% ../nbs/11_export.ipynb #0723152f
 def _emit_int(g, qc):
     "Append the nodes of `qc` to `g`."
-    g.cell = qc.name
-    if qc.type in ('Conv', 'Fc', 'Pool', 'BatchNorm') and qc.acc_bound is not None and qc.acc_bound >= 2 ** 31 and not g.fake:
-        raise ExportError(f"cell [{qc.name}]: accumulators up to {qc.acc_bound:.3g} do not fit ConvInteger's int32")
+    emit, g.cell = _INT_CELLS.lookup(qc.type, qc.name), qc.name
+    if not g.fake and qc.acc_bound is not None and qc.acc_bound >= 2 ** 31:
+        raise ExportError(f"cell [{qc.name}]: accumulators up to {qc.acc_bound:.3g} do not fit int32 (ConvInteger's and MatMulInteger's)")
     p = None if qc.scaling is None else _plan(g, qc)
-    g.tensors[qc.name] = _INT_CELLS[qc.type](g, qc, [g.tensors[i] for i in qc.inputs], p)
+    g.tensors[qc.name] = emit(g, qc, [g.tensors[i] for i in qc.inputs], p)
 
 def _qdims(qnet, name):
-    "Dims (C, H, W) of tensor `name` of `qnet` (a Rescale cell has its input's)."
-    if name == 'env': return qnet.net.input_dims
-    return _qdims(qnet, qnet[name].inputs[0]) if qnet[name].type == 'Rescale' else qnet.net.dims(name)
+    "Dims (C, H, W) of tensor `name` of `qnet` (a Rescale cell, which the float network does not have, has its input's)."
+    if name == 'env' or name in qnet.net.cells: return qnet.net.dims(name)
+    return _qdims(qnet, qnet[name].inputs[0])
 
 def _io(g, name):
     dt = np.float32 if g.fake else g.qnet.dtype(name)
@@ -681,7 +690,7 @@ def draw_graph(model, ax, prefixes=None, title=None, fontsize=6):
     return ax
 
 # %% ../nbs/11_export.ipynb #9dcb0d34
-def _with_outputs(model, names):
+def with_outputs(model, names):
     "A copy of `model` that also outputs the tensors `names`."
     m = onnx.ModelProto(); m.CopyFrom(model)
     info, have = {v.name: v for v in m.graph.value_info}, {o.name for o in m.graph.output}
@@ -690,7 +699,7 @@ def _with_outputs(model, names):
 
 def runtime_name(casting): return 'onnx.reference' if casting == 'implicit' else 'onnxruntime'
 
-def _runner(model, casting):
+def model_runner(model, casting):
     "A function: model input -> {output name: array}, by onnxruntime (onnx.reference for implicit casting)."
     names = [o.name for o in model.graph.output]
     if casting == 'implicit':
@@ -698,6 +707,8 @@ def _runner(model, casting):
         return lambda x: dict(zip(names, ev.run(None, {'env': x})))
     sess, dt = ort.InferenceSession(model.SerializeToString(), providers=['CPUExecutionProvider']), np.float32 if casting in ('fake', 'float') else None
     return lambda x: dict(zip(names, sess.run(None, {'env': x if dt is None else np.asarray(x, dt)})))
+
+_runner, _with_outputs = model_runner, with_outputs   # their former names, which nbs/10_qat.ipynb still imports
 
 # %% ../nbs/11_export.ipynb #1a11ab17
 def layer_report(qnet, casting='explicit'):
@@ -717,6 +728,42 @@ def format_layers(rows):
     w = [max(len(t[i]) for t in table) for i in range(len(keys))]
     return '\n'.join('  '.join(v.ljust(k) for v, k in zip(t, w)).rstrip() for t in table)
 
+# %% ../nbs/11_export.ipynb #d0cf1089
+@dataclass(frozen=True)
+class ExportOptions:
+    "Every option of an export and its default: the keywords of `export_onnx`, the export flags of the command line."
+    nbbits: int = 8                           # precision: -32 for float32, 2 to 8 integer bits (9 to 16: fake-quantized only)
+    calib: int = 0                            # calibration stimuli of the Validation set (of Test without one; -1: all)
+    act_clipping_mode: str = 'MSE'            # activation clipping: None, MSE, KL-Divergence, Quantile
+    act_quantile_value: float = 0.9999        # the quantile of the Quantile clipping mode
+    act_rescaling_mode: str = 'Single-shift'  # rescaling of the activations: Floating-point, Fixed-point(16|32), Single- or Double-shift
+    act_rescale_per_output: bool = False      # quantize the weights per output channel
+    wt_clipping_mode: str = 'None'            # weight clipping: None, MSE, KL-Divergence
+    no_unsigned: bool = False                 # signed activations and stimuli everywhere
+    calib_reload: bool = False                # reuse the calibration statistics of the previous export in the same folder
+    implicit_casting: bool = False            # ImplicitCasting: no Cast nodes (not type-strict)
+    fake_quantization: bool = False           # FakeQuantization: float operators on integer values (implies ImplicitCasting)
+    export_parameters: str | os.PathLike | None = None  # INI-like file setting ImplicitCasting and FakeQuantization (it wins)
+    db_export: int = 0                        # test stimuli written with the outputs expected of them (-1: all)
+    fuse: bool = True                         # remove Dropout, fuse BatchNorm and Padding first (N2D2 always does)
+    cle: bool = True                          # cross-layer equalization before the weight clipping
+    qat: bool | None = None                   # QWeight/QAct quantizers: None or True export their trained levels, False quantizes by PTQ
+    wt_round_mode: str = 'NONE'               # QAT export: rounding of the weights, NONE (the trained levels) or RINTF (N2D2's)
+    b_round_mode: str = 'NONE'                # QAT export: rounding of the biases (accepted: they are integers of the accumulator)
+    c_round_mode: str = 'NONE'                # QAT export: rounding of the clips (accepted: they are exact)
+    opset: int | None = None                  # ONNX opset; None: the lowest that the graph needs
+    progress: bool = False                    # print the calibration's progress
+
+# %% ../nbs/11_export.ipynb #b104621b
+def _options(options, keywords):
+    "`options` (default `ExportOptions()`) with the fields in `keywords` replaced; a TypeError for a keyword that is no field."
+    names = [f.name for f in dataclasses.fields(ExportOptions)]
+    for k in (k for k in keywords if k not in names):
+        near = difflib.get_close_matches(k, names, 1)
+        raise TypeError(f"export_onnx(): unknown option '{k}'" + (f" (did you mean {near[0]}?)" if near else '') +
+                        f"; the options are the fields of ExportOptions: {', '.join(names)}")
+    return dataclasses.replace(ExportOptions() if options is None else options, **keywords)
+
 # %% ../nbs/11_export.ipynb #ae840034
 def export_dir_name(nbbits): return f"export_ONNX_{'int' if nbbits > 0 else 'float'}{abs(nbbits)}"
 
@@ -734,12 +781,17 @@ def _check_nbbits(nbbits, calib, calib_reload=False, fake=False):
     if nbbits < 0 and nbbits != -32: raise ExportError(f"-nbbits {nbbits}: the float export supports -nbbits -32 (float32) only")
 
 # %% ../nbs/11_export.ipynb #98e30408
+def _umask():
+    "The process's umask (reading it means setting it: a strict one for that instant)."
+    m = os.umask(0o077); os.umask(m)
+    return m
+
 def _write_atomic(target, files):
     "Create folder `target` holding `files` ({name: write(path)}) all at once, replacing any previous one."
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f'.{target.name}.tmp-{uuid.uuid4().hex[:8]}'
-    tmp.mkdir()
+    tmp, old = Path(tempfile.mkdtemp(prefix=f'.{target.name}.tmp-', dir=target.parent)), None
     try:
+        tmp.chmod(0o777 & ~_umask())   # mkdtemp's folder is private (0700)
         for name, write in files.items(): write(tmp / name)
         old = target.parent / f'{tmp.name}.old' if target.exists() else None
         if old: target.rename(old)
@@ -789,14 +841,15 @@ def _scaled(x, r):
     return x if r == 1 else np.asarray(x, np.float32) / np.float32(r)
 
 # %% ../nbs/11_export.ipynb #138faf1d
+_ADDITIVE = ('bias', 'mean')   # the parameters (`Cell.parameters`) that add to a cell's inputs: x w + b, (x - mean) s + b
+
 def _divide_additive(net, r):
-    "A copy of `net` whose additive parameters (Conv and Fc biases, ElemWise shifts, BatchNorm means and biases) are divided by r."
+    "A copy of `net` whose additive parameters (biases, BatchNorm means, ElemWise shifts) are divided by r."
     net = net.copy()
     for c in net:
-        if c.type in ('Conv', 'Fc') and c.bias is not None: c.bias = np.asarray(c.bias, np.float32) / np.float32(r)
-        if c.type == 'ElemWise' and c.shifts: c.shifts = [s / r for s in c.shifts]
-        if c.type == 'BatchNorm' and c.mean is not None:
-            c.mean, c.bias = (np.asarray(v, np.float32) / np.float32(r) for v in (c.mean, c.bias))
+        for k in (k for k in c.parameters if k in _ADDITIVE and getattr(c, k) is not None):
+            setattr(c, k, np.asarray(getattr(c, k), np.float32) / np.float32(r))
+        if getattr(c, 'shifts', None): c.shifts = [s / r for s in c.shifts]   # ElemWise: x w + shift
     return net
 
 def _pinned(calib, lo, hi):
@@ -804,21 +857,20 @@ def _pinned(calib, lo, hi):
     return dataclasses.replace(calib, ranges={**calib.ranges, 'env': RangeStats(lo, hi, calib.ranges['env'].moments)})
 
 # %% ../nbs/11_export.ipynb #c373abd4
-_NOT_HOMOGENEOUS = ('Logistic', 'LogisticWithLoss', 'Tanh', 'Softplus', 'HardSigmoid', 'HardSwish')
-
 def _divisor(net, r):
-    "What the stimuli and additive parameters are divided by: R (N2D2), or 1 when an activation is not homogeneous."
-    return 1.0 if any(c.activation is not None and c.activation.type in _NOT_HOMOGENEOUS for c in net) else r
+    "What the stimuli and additive parameters are divided by: R when every cell with an integer output is homogeneous, else 1."
+    homogeneous = lambda c: c.homogeneous() and (c.activation is None or c.activation.homogeneous)
+    return r if all(homogeneous(c) for c in net if c.integer_output) else 1.0
 
 # %% ../nbs/11_export.ipynb #3919aabe
 def _calibration(net, sp, partition, r, env_unsigned, opts, reload_from):
     "(Calibration, reloaded?): reloaded from `reload_from` when its statistics exist, else measured on `partition`."
     d = None if reload_from is None else Path(reload_from) / 'statistics' / 'calibration'
-    if d is not None and (all((d / f).is_file() for f in ('outputs_range.bin', 'outputs_histogram.bin')) or not opts['calib']):
-        return load_calibration(reload_from, opts['nbbits'], opts['act_clipping_mode'], opts['act_quantile_value'], net=net), True
-    batches = (_scaled(x, r) for x, _ in sp.batches(partition, limit=None if opts['calib'] < 0 else opts['calib']))
-    return calibrate(net, batches, opts['nbbits'], opts['act_clipping_mode'], opts['act_quantile_value'], opts['progress'],
-                     env_unsigned=env_unsigned, unsigned_data=not opts['no_unsigned']), False
+    if d is not None and (all((d / f).is_file() for f in ('outputs_range.bin', 'outputs_histogram.bin')) or not opts.calib):
+        return load_calibration(reload_from, opts.nbbits, opts.act_clipping_mode, opts.act_quantile_value, net=net), True
+    batches = (_scaled(x, r) for x, _ in sp.batches(partition, limit=None if opts.calib < 0 else opts.calib))
+    return calibrate(net, batches, opts.nbbits, opts.act_clipping_mode, opts.act_quantile_value, opts.progress,
+                     env_unsigned=env_unsigned, unsigned_data=not opts.no_unsigned), False
 
 # %% ../nbs/11_export.ipynb #9f02eba8
 class Export:
@@ -839,7 +891,7 @@ class Export:
 def _compared(qnet, net):
     "{target cell: the tensors compared}: its integers (or the integer input of a Softmax); the output of a float export."
     if qnet is None: return {t.cell: [t.cell] for t in net.targets}
-    return {t: (list(qnet[t].inputs) if qnet[t].type == 'Softmax' else [t]) for t in qnet.targets}
+    return {t: ([t] if qnet[t].cell.integer_output else list(qnet[t].inputs)) for t in qnet.targets}
 
 def _hits(y, labels):
     "How many stimuli have their label as estimated class: argmax over the channels, or > 0.5 for one channel."
@@ -863,7 +915,7 @@ def _score(qnet, t, y):
 def _verify(net, qnet, r, casting, model, batches):
     "Per target cell: stimuli, hits of the float network, of the simulation and of `model`, identical stimuli, max |diff|."
     cmp = _compared(qnet, net)
-    run = _runner(_with_outputs(model, sorted({n for v in cmp.values() for n in v})), casting)
+    run = model_runner(with_outputs(model, sorted({n for v in cmp.values() for n in v})), casting)
     out = {t: dict(stimuli=0, float=0, simulation=0, onnx=0, identical=0, max_diff=0.0) for t in cmp}
     for x, labels in batches:
         yf = predict(net, x)
@@ -951,28 +1003,28 @@ def _readme(rep):
 # %% ../nbs/11_export.ipynb #15543078
 def _quantized(net, sp, target, opts):
     "(float network after clipping, QNetwork, R, calibration report) for the integer export of the fused `net`."
-    if sp is None: raise ExportError(f"integer export (-nbbits {opts['nbbits']}) needs the stimuli: to measure their range and to calibrate")
+    if sp is None: raise ExportError(f"integer export (-nbbits {opts.nbbits}) needs the stimuli: to measure their range and to calibrate")
     net = split_activations(net)
-    net = equalize(net) if opts['cle'] else net
-    net, partition = clip_weights(net, opts['nbbits'], opts['wt_clipping_mode']), _calibration_set(sp)
+    net = equalize(net) if opts.cle else net
+    net, partition = clip_weights(net, opts.nbbits, opts.wt_clipping_mode), _calibration_set(sp)
     lo, hi = _stimuli_range(sp, partition)
     r = _divisor(net, max(abs(lo), abs(hi)) or 1.0)
     qin = _divide_additive(net, r) if r != 1 else net
-    calib, reloaded = _calibration(qin, sp, partition, r, lo >= 0 and not opts['no_unsigned'], opts, target if opts['calib_reload'] else None)
-    qnet = quantize(qin, _pinned(calib, lo / r, hi / r), opts['nbbits'], opts['act_rescaling_mode'],
-                    opts['act_rescale_per_output'], opts['no_unsigned'])
-    return net, qnet, r, calib, dict(partition=partition, stimuli=calib.nb_stimuli, reloaded=reloaded, act_clipping_mode=opts['act_clipping_mode'])
+    calib, reloaded = _calibration(qin, sp, partition, r, lo >= 0 and not opts.no_unsigned, opts, target if opts.calib_reload else None)
+    qnet = quantize(qin, _pinned(calib, lo / r, hi / r), opts.nbbits, opts.act_rescaling_mode,
+                    opts.act_rescale_per_output, opts.no_unsigned)
+    return net, qnet, r, calib, dict(partition=partition, stimuli=calib.nb_stimuli, reloaded=reloaded, act_clipping_mode=opts.act_clipping_mode)
 
 # %% ../nbs/11_export.ipynb #19dd119d
 def _qat_quantized(net, sp, target, opts):
     "(the QAT network, its QNetwork, 1, no calibration, report) for N2D2's -qat-sat export: the quantizers fix the steps."
-    if sp is None: raise ExportError(f"the QAT export (-nbbits {opts['nbbits']}) needs the stimuli: to measure their range")
+    if sp is None: raise ExportError(f"the QAT export (-nbbits {opts.nbbits}) needs the stimuli: to measure their range")
     partition = _calibration_set(sp)
     lo, hi = _stimuli_range(sp, partition)
     if lo < 0: raise ExportError(f"the QAT export quantizes unsigned stimuli; the {partition} stimuli reach {lo:g}")
-    xs = [x for x, _ in sp.batches(partition, limit=opts['calib'] if opts['calib'] > 0 else None)]
-    qnet = qat_to_qnetwork(net, opts['nbbits'], opts['act_rescaling_mode'], opts['wt_round_mode'], opts['b_round_mode'],
-                           opts['c_round_mode'], stimuli=xs, stimuli_range=hi or 1.0)
+    xs = [x for x, _ in sp.batches(partition, limit=opts.calib if opts.calib > 0 else None)]
+    qnet = qat_to_qnetwork(net, opts.nbbits, opts.act_rescaling_mode, opts.wt_round_mode, opts.b_round_mode,
+                           opts.c_round_mode, stimuli=xs, stimuli_range=hi or 1.0)
     return net, qnet, 1.0, None, dict(qat=True, partition=partition, stimuli=sum(map(len, xs)), notes=list(qnet.notes))
 
 # %% ../nbs/11_export.ipynb #32774b64
@@ -990,21 +1042,21 @@ def _check_verified(ver, casting, layers):
 # %% ../nbs/11_export.ipynb #0f211ff1
 def _int_export(net, sp, target, casting, opts):
     "(files, Export) of the integer export of the fused `net`."
-    net, qnet, r, calib, cal = (_qat_quantized if opts['qat'] else _quantized)(net, sp, target, opts)
-    model = to_onnx_int(qnet, casting == 'implicit', casting == 'fake', opts['opset'])
+    net, qnet, r, calib, cal = (_qat_quantized if opts.qat else _quantized)(net, sp, target, opts)
+    model = to_onnx_int(qnet, casting == 'implicit', casting == 'fake', opts.opset)
     if casting != 'implicit': onnx.checker.check_model(model, full_check=True)
-    n, part = opts['db_export'] if opts['db_export'] else sp.batch_size or 1, 'Test' if sp.count('Test') else cal['partition']
+    n, part = opts.db_export if opts.db_export else sp.batch_size or 1, 'Test' if sp.count('Test') else cal['partition']
     ver = _by_target(net, _verify(net, qnet, r, casting, model, sp.batches(part, limit=None if n < 0 else n)), part, casting)
     layers = layer_report(qnet, casting)
     _check_verified(ver, casting, layers)
     rep = dict(network=net.name, nbbits=qnet.nbbits, act_rescaling_mode=qnet.mode, casting=casting, opset=model.opset_import[0].version,
                stimuli_range=r * qnet.env_range, stimuli_scale=qnet.env_scale, env_unsigned=qnet.env_unsigned, calibration=cal,
-               cle=opts['cle'] and not opts['qat'], layers=layers, summary=qnet.summary(),
+               cle=opts.cle and not opts.qat, layers=layers, summary=qnet.summary(),
                verification=ver, runtime=runtime_name(casting), input=_io_info(model.graph.input[0]),
-               outputs=[_io_info(o) for o in model.graph.output], db_export=_db_count(sp, opts['db_export']))
+               outputs=[_io_info(o) for o in model.graph.output], db_export=_db_count(sp, opts.db_export))
     files = {'model.onnx': lambda p: onnx.save_model(model, p), 'Readme.txt': lambda p: p.write_text(_readme(rep))}
     if calib is not None: files['statistics'] = lambda p: save_calibration(calib, p.parent)
-    if opts['db_export']: files['stimuli'] = lambda p: _db_export(p, sp, opts['db_export'], *_int_io(qnet, net, r, casting))
+    if opts.db_export: files['stimuli'] = lambda p: _db_export(p, sp, opts.db_export, *_int_io(qnet, net, r, casting))
     return files, Export(target, rep, net, qnet, r, casting)
 
 # %% ../nbs/11_export.ipynb #979ac3d4
@@ -1018,13 +1070,13 @@ def _int_io(qnet, net, r, casting):
 # %% ../nbs/11_export.ipynb #f77f76a1
 def _float_export(net, sp, target, casting, opts):
     "(files, Export) of the float32 export of the fused `net` (`casting` does not apply)."
-    model = to_onnx(net, opts['opset'])
+    model = to_onnx(net, opts.opset)
     onnx.checker.check_model(model, full_check=True)
     rep = dict(network=net.name, nbbits=-32, casting='float', opset=model.opset_import[0].version, db_export=0)
     files = {'model.onnx': lambda p: onnx.save_model(model, p), 'Readme.txt': lambda p: p.write_text('ONNX export\n')}
-    if opts['db_export'] and sp is not None:
-        rep['db_export'] = _db_count(sp, opts['db_export'])
-        files['stimuli'] = lambda p: _db_export(p, sp, opts['db_export'], lambda x: np.asarray(x, np.float32),
+    if opts.db_export and sp is not None:
+        rep['db_export'] = _db_count(sp, opts.db_export)
+        files['stimuli'] = lambda p: _db_export(p, sp, opts.db_export, lambda x: np.asarray(x, np.float32),
                                                 lambda x: _expected(None, net, predict(net, x)))
     return files, Export(target, rep, net)
 
@@ -1037,42 +1089,22 @@ def _qat_choice(net, nbbits, qat):
     return (net if use or not has else without_quantizers(net)), use
 
 # %% ../nbs/11_export.ipynb #8734dca4
-def export_onnx(net: Network,               # the network, with its parameters (not modified)
-                nbbits=8,                   # -nbbits: -32 for float32, 2 to 8 integer bits (9 to 16: fake-quantized only)
-                out_dir='.',                # folder in which the export folder is created
-                stimuli=None,               # the StimuliProvider (n2d2x.data): calibration, input range, -db-export
-                calib=0,                    # -calib: calibration stimuli (-1: all of Validation, or of Test without it)
-                act_clipping_mode='MSE',    # -act-clipping-mode: None, MSE, KL-Divergence, Quantile
-                act_quantile_value=0.9999,  # -act-quantile-value
-                act_rescaling_mode='Single-shift',  # -act-rescaling-mode
-                act_rescale_per_output=False,       # -act-rescale-per-output: weights scaled per output channel
-                wt_clipping_mode='None',    # -wt-clipping-mode: None, MSE, KL-Divergence
-                no_unsigned=False,          # -no-unsigned: signed activations and stimuli
-                calib_reload=False,         # -calib-reload: reuse the statistics of the previous export in the same folder
-                implicit_casting=False,     # ImplicitCasting: no Cast nodes (not type-strict)
-                fake_quantization=False,    # FakeQuantization: float operators on integer values (implies ImplicitCasting)
-                export_parameters=None,     # -export-parameters: INI-like file setting ImplicitCasting, FakeQuantization
-                db_export=0,                # -db-export: test stimuli written with their expected outputs (-1: all)
-                fuse=True,                  # remove Dropout, fuse BatchNorm and Padding first (N2D2 always does)
-                cle=True,                   # cross-layer equalization before the weight clipping (-no-cle: False)
-                qat=None,                   # QWeight/QAct quantizers: None or True (-qat-sat) export their levels, False ignores them
-                wt_round_mode='NONE',       # -wt-round-mode (QAT): NONE keeps the trained levels, RINTF is N2D2's rounding
-                b_round_mode='NONE',        # -b-round-mode (QAT): accepted, biases are integers of the accumulator
-                c_round_mode='NONE',        # -c-round-mode (QAT): accepted, clips are exact
-                opset=None,                 # ONNX opset; None: the lowest that the graph needs
-                progress=False,             # print calibration progress
-                export_dir=None) -> Export: # the export folder itself; default <out_dir>/export_ONNX_<int|float><n>
+def export_onnx(net: Network,       # the network, with its parameters (not modified)
+                *,
+                out_dir='.',        # folder in which the export folder is created
+                stimuli=None,       # the StimuliProvider (n2d2x.data): calibration, input range, -db-export
+                export_dir=None,    # the export folder itself; default <out_dir>/export_ONNX_<int|float><n>
+                options: ExportOptions | None = None,  # the export's options; default ExportOptions()
+                **keywords) -> Export:  # fields of ExportOptions that replace those of `options`: nbbits=-32, calib=-1, ...
     "Export `net` to `<out_dir>/export_ONNX_<int|float><n>/` (model.onnx, Readme.txt, ...), atomically."
-    casting = _casting(implicit_casting, fake_quantization, export_parameters)
-    net, qat = _qat_choice(net, nbbits, qat)
-    _check_nbbits(nbbits, calib or qat, calib_reload, casting == 'fake')
-    target = Path(export_dir) if export_dir is not None else Path(out_dir) / export_dir_name(nbbits)
-    opts = dict(nbbits=nbbits, calib=calib, act_clipping_mode=act_clipping_mode, act_quantile_value=act_quantile_value,
-                act_rescaling_mode=act_rescaling_mode, act_rescale_per_output=act_rescale_per_output, wt_clipping_mode=wt_clipping_mode,
-                no_unsigned=no_unsigned, calib_reload=calib_reload, db_export=db_export, opset=opset, progress=progress, cle=cle,
-                qat=qat, wt_round_mode=wt_round_mode, b_round_mode=b_round_mode, c_round_mode=c_round_mode)
-    net = fuse_network(net.copy()) if fuse and not qat else net
-    try: files, export = (_float_export if nbbits < 0 else _int_export)(net, stimuli, target, casting, opts)
+    opts = _options(options, keywords)
+    casting = _casting(opts.implicit_casting, opts.fake_quantization, opts.export_parameters)
+    net, qat = _qat_choice(net, opts.nbbits, opts.qat)
+    opts = dataclasses.replace(opts, qat=qat)
+    _check_nbbits(opts.nbbits, opts.calib or qat, opts.calib_reload, casting == 'fake')
+    target = Path(export_dir) if export_dir is not None else Path(out_dir) / export_dir_name(opts.nbbits)
+    net = fuse_network(net.copy()) if opts.fuse and not qat else net
+    try: files, export = (_float_export if opts.nbbits < 0 else _int_export)(net, stimuli, target, casting, opts)
     except (CalibrationError, ClippingModeError, QuantizeError, QATError) as e: raise ExportError(str(e)) from None
     _write_atomic(target, files)
     return export

@@ -10,8 +10,8 @@ import pytest
 
 from n2d2x.calibrate import calibrate
 from n2d2x.data import ArrayDatabase, StimuliProvider
-from n2d2x.export import (CASTINGS, ExportError, _runner, _with_outputs, export_onnx, format_verification, layer_report,
-                          to_onnx_int, verify_export)
+from n2d2x.export import (CASTINGS, ExportError, export_onnx, format_verification, layer_report, model_runner, to_onnx_int,
+                          verify_export, with_outputs)
 from n2d2x.fuse import fuse
 from n2d2x.network import (Activation, ActivationCell, Conv, Dropout, ElemWise, Fc, Network, Padding, Pool, Reshape, Resize,
                            Softmax, Target, model_path)
@@ -50,7 +50,7 @@ def lenet_calibration(nbbits):
 def mismatches(qnet, model, casting, xi):
     "{cell: integers that differ from simulate} over the integer stimuli xi, for every cell but Softmax."
     names = [qc.name for qc in qnet if qc.type != 'Softmax']
-    sim, got = simulate(qnet, xi), _runner(_with_outputs(model, names), casting)(xi)
+    sim, got = simulate(qnet, xi), model_runner(with_outputs(model, names), casting)(xi)
     return {n: int((got[n] != sim[n]).sum()) for n in names if (got[n] != sim[n]).any()}
 
 
@@ -91,8 +91,8 @@ def test_lenet_export_files(nbbits, casting, tmp_path):
     assert out.report['verification']['softmax.Target']['identical'] == 12
     names = (out / 'stimuli.list').read_text().split()
     assert names[:2] == ['stimuli/env00.pgm', 'stimuli/env01.pgm'] and len(names) == 12
-    model = _with_outputs(onnx.load(out / 'model.onnx'), ['fc2'])
-    run, dt = _runner(model, casting), np.float32 if casting == 'fake' else np.uint8
+    model = with_outputs(onnx.load(out / 'model.onnx'), ['fc2'])
+    run, dt = model_runner(model, casting), np.float32 if casting == 'fake' else np.uint8
     for f in names:
         raw = (out / f).read_bytes()
         header = b'P5\n32 32\n' + (b'65535\n' if casting == 'fake' else b'255\n')
