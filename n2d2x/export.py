@@ -571,7 +571,9 @@ def _int_table(g, qc, xs):
 
 @_INT_CELLS.register('Activation')
 def _int_activation(g, qc, xs, p):
-    return _int_rescale(g, qc, xs, p) if qc.table is None else _int_table(g, qc, xs)
+    "A table, a rescaling (PTQ), or, with neither (a QAT ReLU on its input's grid), a mover's clip."
+    if qc.table is not None: return _int_table(g, qc, xs)
+    return _mover_clip(g, qc, _input(g, qc.cell, xs)) if p is None else _int_rescale(g, qc, xs, p)
 
 _INT_CELLS.refuse('Deconv', 'LRN', why="no integer form: export it in float32 (-nbbits -32)")
 
@@ -708,7 +710,6 @@ def model_runner(model, casting):
     sess, dt = ort.InferenceSession(model.SerializeToString(), providers=['CPUExecutionProvider']), np.float32 if casting in ('fake', 'float') else None
     return lambda x: dict(zip(names, sess.run(None, {'env': x if dt is None else np.asarray(x, dt)})))
 
-_runner, _with_outputs = model_runner, with_outputs   # their former names, which nbs/10_qat.ipynb still imports
 
 # %% ../nbs/11_export.ipynb #1a11ab17
 def layer_report(qnet, casting='explicit'):

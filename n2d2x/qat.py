@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 from fastcore.basics import patch
-from .network import Network, _CellKeys
+from .helpers import CellKeys, Registry, parse_bool, round_half_away, round_int
+from .network import Network
 from .engine import forward
 from .weights import file_name
-from .learn import _bool, _float
-from .quantize import QCell, QNetwork, Scaling, _approximate, _check_options, _fixed, _int_range, _round, _xmax
+from .quantize import QCell, QNetwork, Scaling, approximate_scaling, check_options, fixed_point, int_range
 
 # %% auto #0
 __all__ = ['QATError', 'SATWeights', 'LSQWeights', 'SATAct', 'LSQAct', 'qat_from_ini', 'has_quantizers', 'without_quantizers',
@@ -29,7 +29,13 @@ def _positive(s):
     if v < 1 or not v.is_integer(): raise ValueError(s)
     return int(v)
 
-_number, _flag = _float, _bool  # the solvers' value checks (n2d2x.learn): "a number", "0 or 1"
+def _number(s):
+    "a number"
+    return float(s)
+
+def _flag(s):
+    "0 or 1"
+    return parse_bool(s)
 
 def _mode(s):
     "one of Default, Symmetric, Asymmetric, FullRange (the documentation's 'Integer' is not in N2D2's code)"
@@ -96,8 +102,6 @@ def backward(self: SATWeights, saved, g):
     return g * (1 - t * t) * g.dtype.type(factor), {}
 
 # %% ../nbs/10_qat.ipynb #fe1d2c22
-def _round_half_away(v): return np.sign(v) * np.floor(np.abs(v) + 0.5)
-
 @dataclass
 class LSQWeights(_Quantizer):
     "LSQ's weights quantizer (`QWeight=LSQ`): a uniform quantizer with a learned step size."
@@ -124,7 +128,7 @@ def _levels(self: LSQWeights, w):
         self.initialized = True
     s = w.dtype.type(self.step_size[0])
     v = w / s
-    return np.clip(_round_half_away(v), qn, qp), v, s
+    return np.clip(round_half_away(v), qn, qp), v, s
 
 @patch
 def forward(self: LSQWeights, w, train=False):
@@ -135,7 +139,7 @@ def forward(self: LSQWeights, w, train=False):
 def backward(self: LSQWeights, v, g):
     "(dL/dw, {'step_size': dL/ds}), the step's gradient scaled by 1/sqrt(N_W Q_p)."
     qn, qp = self.bounds
-    ds = np.where(v <= qn, qn, np.where(v >= qp, qp, _round_half_away(v) - v))
+    ds = np.where(v <= qn, qn, np.where(v >= qp, qp, round_half_away(v) - v))
     return g * ((v > qn) & (v < qp)), {'step_size': np.float32([(ds * g).sum(dtype=np.float64) / math.sqrt(v.size * qp)])}
 
 # %% ../nbs/10_qat.ipynb #23b03310
@@ -189,12 +193,12 @@ def forward(self: LSQAct, x, train=False):
         self.initialized = True
     s = x.dtype.type(self.step_size[0])
     v = x / s
-    return np.clip(_round_half_away(v), 0, self.range) * s, v
+    return np.clip(round_half_away(v), 0, self.range) * s, v
 
 @patch
 def backward(self: LSQAct, v, g):
     "(dL/dx, {'step_size': dL/ds}), the step's gradient scaled by 1/sqrt(N_F R)."
-    ds = np.where(v <= 0, 0, np.where(v >= self.range, self.range, _round_half_away(v) - v))
+    ds = np.where(v <= 0, 0, np.where(v >= self.range, self.range, round_half_away(v) - v))
     return g * ((v > 0) & (v < self.range)), {'step_size': np.float32([(ds * g).sum(dtype=np.float64) / math.sqrt(v.size * self.range)])}
 
 # %% ../nbs/10_qat.ipynb #ea574f22
@@ -222,7 +226,7 @@ def qat_from_ini(net: Network, pseudo=None) -> Network:
     for cell in net:
         section = net.cell_sections.get(cell.name, cell.name)
         if section not in net.ini.sections: continue
-        keys = _CellKeys(net.ini, section, pseudo)
+        keys = CellKeys(net.ini, section, pseudo)
         qw, qa = _quantizer(keys, 'QWeight', _WEIGHTS), _quantizer(keys, 'QAct', _OUTPUTS)
         if qw is not None and cell.type not in ('Conv', 'Fc'):
             raise keys.ini.error(keys.where('QWeight'), 'QWeight', f"[{section}]: QWeight applies to Conv and Fc cells, not {cell.type}")
@@ -283,9 +287,9 @@ def _fold_parent(net, bn):
     c = None if p == 'env' else net[p]
     why = ("it reads the stimuli" if c is None else f"it reads a {c.type}" if c.type not in ('Conv', 'Fc') else
            f"[{p}] has other readers" if len(net.children(p)) > 1 else f"[{p}] has a {c.activation.type} activation"
-           if c.activation is not None and c.activation.type != 'Linear' else f"[{p}] has its own QAct"
+           if c.activation is not None and not c.activation.is_identity else f"[{p}] has its own QAct"
            if getattr(c, 'output_quantizer', None) is not None else None)
-    if why: raise QATError(f"cell [{bn.name}]: this BatchNorm cannot be folded into the integer network: {why}")
+    if why: raise QATError(f"cell [{bn.name}]: QAT export: this BatchNorm cannot be folded into the integer network: {why}")
     return c
 
 # %% ../nbs/10_qat.ipynb #e5417605
@@ -322,7 +326,7 @@ def _rintf(q, c, v, step, scale):
 
 def _weight_levels(ctx, c):
     "(integer weights, step [M]) of Conv or Fc `c`."
-    w, q = np.asarray(c.masked_weights() if c.type == 'Conv' else c.weights, np.float32), getattr(c, 'weights_quantizer', None)
+    w, q = np.asarray(c.masked_weights() if hasattr(c, 'masked_weights') else c.weights, np.float32), getattr(c, 'weights_quantizer', None)
     levels, step, why = None, None, 'it has no QWeight'
     if isinstance(q, SATWeights):
         v, step, _, _, scale = q._levels(w)
@@ -331,29 +335,45 @@ def _weight_levels(ctx, c):
     elif isinstance(q, LSQWeights):
         levels, _, s = q._levels(w)
         step = float(s)
-    lo, hi = _int_range(False, ctx.nbbits)
+    lo, hi = int_range(False, ctx.nbbits)
     if levels is not None and (levels.min() < lo or levels.max() > hi):
         w, levels, why = levels * step, None, f"its levels reach {int(np.abs(levels).max())}, beyond {ctx.nbbits}-bit weights"
     if levels is None:
         step = (float(np.abs(w).max()) or 1.0) / hi
-        levels = _round(w / step)
+        levels = round_int(w / step)
         ctx.notes.append(f"cell [{c.name}]: {why}: weights rounded to {ctx.nbbits} bits (not the levels it was trained with)")
     return np.asarray(levels, np.int64), np.full(len(w), float(step))
 
 # %% ../nbs/10_qat.ipynb #814822e8
+_QAT_ACTIVATIONS = Registry('QAT export', QATError, kind='activation')   # activation type -> (cell, step, lo, hi) -> its clip
+
+@_QAT_ACTIVATIONS.register('Linear')
+def _linear_clip(c, step, lo, hi): return lo, hi
+
+@_QAT_ACTIVATIONS.register('Rectifier')
+def _relu_clip(c, step, lo, hi):
+    "A ReLU clips the grid at 0 and at its Clipping, in steps; a leak has no integer form."
+    a = c.activation
+    if a.leak_slope != 0: raise QATError(f"cell [{c.name}]: a Rectifier activation with a leak has no integer form")
+    return max(lo, 0), (min(hi, int(round_int(a.clipping / step))) if a.clipping > 0 else hi)
+
+_QAT_ACTIVATIONS.refuse('Logistic', 'LogisticWithLoss', 'Saturation', 'Softplus', 'Tanh', 'HardSigmoid', 'HardSwish',
+                        why='the QAT export knows Linear and the Rectifier without leak only: train with those, or '
+                            'export it float (-nbbits -32)')
+
+def _activation_clip(c, step, lo, hi):
+    "The grid [lo, hi] of steps `step` clipped by the activation of `c`; QATError for one the QAT export does not know."
+    return (lo, hi) if c.activation is None else _QAT_ACTIVATIONS.lookup(c.activation.type, c.name)(c, step, lo, hi)
+
+# %% ../nbs/10_qat.ipynb #78829235
 def _output_grid(ctx, c, bound):
     "(step, lo, hi): the output of cell `c` is k * step, k integer in [lo, hi]."
-    a = c.activation
-    relu = a is not None and a.type == 'Rectifier' and a.leak_slope == 0
-    if a is not None and a.type != 'Linear' and not relu:
-        raise QATError(f"cell [{c.name}]: a {a.type} activation{' with a leak' if a.type == 'Rectifier' else ''} has no integer form")
     q = getattr(c, 'output_quantizer', None)
     if q is not None: step, lo, hi = q.grid()
     else:
-        lo, hi = _int_range(relu, ctx.nbbits)
+        lo, hi = int_range(c.activation is not None and c.activation.range()[0] >= 0, ctx.nbbits)   # a ReLU: unsigned
         step = (ctx.ranges.get(c.name) or bound or 1.0) / max(abs(lo), hi)
-    if relu and a.clipping > 0: hi = min(hi, int(_round(a.clipping / step)))
-    return step, max(lo, 0) if relu else lo, hi
+    return (step, *_activation_clip(c, step, lo, hi))
 
 # %% ../nbs/10_qat.ipynb #803ef811
 def _shift_fold(w, s, nbbits, double):
@@ -378,13 +398,13 @@ def _integerize(ctx, name, w, b, s, xmax):
     if mode in ('Single-shift', 'Double-shift'):
         fold = _shift_fold(w, s, ctx.nbbits, mode == 'Double-shift')
         if fold is None: mode = 'Fixed-point16'
-        else: sc, c = fold; w, b, s = _round(w * col(c)), b * c, s / c
+        else: sc, c = fold; w, b, s = round_int(w * col(c)), b * c, s / c
     if sc is None:   # keep the levels, times the largest integer that fits: a finer accumulator unit for the bias
         k = np.maximum((2 ** (ctx.nbbits - 1) - 1) // np.maximum(np.abs(w).reshape(len(w), -1).max(1), 1), 1)
         w, b, s = w * col(k), b * k, s / k
-    bias = _round(b)
+    bias = round_int(b)
     bound = int(xmax * np.abs(w).reshape(len(w), -1).sum(1).max() + np.abs(bias).max(initial=0))
-    if sc is None: sc = Scaling(mode, s) if mode == 'Floating-point' else _fixed(s, mode, f"cell [{name}]", bound)
+    if sc is None: sc = Scaling(mode, s) if mode == 'Floating-point' else fixed_point(s, mode, f"cell [{name}]", bound)
     return w, bias, sc, bound, s
 
 # %% ../nbs/10_qat.ipynb #16c66d15
@@ -413,7 +433,10 @@ def _set_output(ctx, qc, step, lo, hi):
     ctx.steps[qc.name], ctx.tops[qc.name], ctx.unsigned[qc.name] = step, max(-lo, hi), lo >= 0
     qc.threshold = step * max(-lo, hi)
 
+_QAT_CELLS = Registry('QAT export', QATError, kind='cell')   # cell type -> kernel(ctx, cell, qcell): fills the QCell
+
 # %% ../nbs/10_qat.ipynb #203bca4d
+@_QAT_CELLS.register('Conv', 'Fc')
 def _q_weighted(ctx, c, qc):
     "Conv / Fc (+ folded BatchNorm): integer levels, bias in accumulator units, rescaling s_o, clip of the output grid."
     levels, w_step = _weight_levels(ctx, c)
@@ -433,18 +456,22 @@ def _q_weighted(ctx, c, qc):
     _set_output(ctx, qc, step, lo, hi)
 
 # %% ../nbs/10_qat.ipynb #a8c2d2d7
+@_QAT_CELLS.register('Padding', 'Reshape', 'Dropout')
 def _q_mover(ctx, c, qc):
     "Cells that move values: the input's grid, a ReLU as a clip."
-    a, top, u = c.activation, ctx.tops[c.inputs[0]], qc.in_unsigned
+    a, top = c.activation, ctx.tops[c.inputs[0]]
     if getattr(c, 'output_quantizer', None) is not None:
         raise QATError(f"cell [{c.name}]: a QAct on a {c.type} cell has no integer export (put it on the cell before)")
-    if c.type == 'Resize' and c.mode != 'NearestNeighbor':
+    if a is not None and a.clipping > 0:
+        raise QATError(f"cell [{c.name}]: a Rectifier with Clipping on a {c.type} cell has no integer form (it leaves the input's grid)")
+    _set_output(ctx, qc, qc.in_step, *_activation_clip(c, qc.in_step, 0 if qc.in_unsigned else -top, top))
+    if a is None or a.is_identity: qc.clip = None
+
+@_QAT_CELLS.register('Resize')
+def _q_resize(ctx, c, qc):
+    if c.mode != 'NearestNeighbor':
         raise QATError(f"cell [{c.name}]: a {c.mode} Resize interpolates, which has no exact integer form")
-    if a is not None and a.type != 'Linear' and not (a.type == 'Rectifier' and a.leak_slope == 0 and a.clipping == 0):
-        raise QATError(f"cell [{c.name}]: a {a.type} activation on a {c.type} cell has no integer form")
-    relu = a is not None and a.type == 'Rectifier'
-    _set_output(ctx, qc, qc.in_step, 0 if u or relu else -top, top)
-    if not relu: qc.clip = None
+    _q_mover(ctx, c, qc)
 
 # %% ../nbs/10_qat.ipynb #1c4a13c2
 def _pool_scaling(ctx, c, f, e, bound):
@@ -452,15 +479,16 @@ def _pool_scaling(ctx, c, f, e, bound):
     n = c.dims[0]
     if ctx.mode == 'Single-shift': return Scaling('Single-shift', np.full(n, f), shift=np.full(n, e))
     if ctx.mode == 'Double-shift': return Scaling('Double-shift', np.full(n, f), shift=np.full(n, e + 1), left_shift=np.zeros(n, np.int64))
-    return _approximate(np.full(n, f), ctx.mode, f"cell [{c.name}]", compensable=False, bound=bound)[0]
+    return approximate_scaling(np.full(n, f), ctx.mode, f"cell [{c.name}]", compensable=False, bound=bound)[0]
 
+@_QAT_CELLS.register('Pool')
 def _q_pool(ctx, c, qc):
     _q_mover(ctx, c, qc)
     if c.pooling != 'Average': return
     if not c.count_include_pad and any(c.pads):
         raise QATError(f"cell [{c.name}]: an average pool that does not count its padding (imported) has no QAT export; PTQ exports it")
     d, top = int(np.prod(c.kernel)), ctx.tops[c.inputs[0]]
-    lo, hi = _int_range(qc.out_unsigned, ctx.nbbits)
+    lo, hi = int_range(qc.out_unsigned, ctx.nbbits)
     e = max(0, -math.floor(math.log2(hi / (d * top))))          # f = 2^-e <= 1, d * top * f <= hi
     if d * 2.0 ** -e <= 1:                                       # no room: N2D2's rounded division
         qc.scale = np.full(c.dims[0], 1.0 / d)
@@ -474,18 +502,22 @@ def _q_pool(ctx, c, qc):
     if not relu: qc.clip = None
 
 # %% ../nbs/10_qat.ipynb #55c5d67b
+@_QAT_CELLS.register('Activation')
 def _q_activation(ctx, c, qc):
     "An Activation cell: a mover, or with a QAct, a rescaling of its input to the quantizer's grid."
     if getattr(c, 'output_quantizer', None) is None: return _q_mover(ctx, c, qc)
     step, lo, hi = _output_grid(ctx, c, None)
     qc.scale, qc.acc_bound = np.full(c.dims[0], qc.in_step / step), ctx.tops[c.inputs[0]]
-    qc.scaling, _ = _approximate(qc.scale, ctx.mode, f"cell [{c.name}]", compensable=False, bound=qc.acc_bound)
+    qc.scaling, _ = approximate_scaling(qc.scale, ctx.mode, f"cell [{c.name}]", compensable=False, bound=qc.acc_bound)
     _set_output(ctx, qc, step, lo, hi)
 
+@_QAT_CELLS.register('Softmax')
 def _q_softmax(ctx, c, qc): qc.step, qc.out_unsigned = None, None
 
-_QAT_CELLS = {'Conv': _q_weighted, 'Fc': _q_weighted, 'Pool': _q_pool, 'Padding': _q_mover, 'Reshape': _q_mover,
-              'Resize': _q_mover, 'Activation': _q_activation, 'Softmax': _q_softmax}
+_QAT_CELLS.refuse('BatchNorm', why='a BatchNorm has no integer form of its own: it is folded into the Conv or Fc it reads')
+_QAT_CELLS.refuse('ElemWise', why="the QAT export does not align the steps of several inputs: export it float (-nbbits -32), "
+                                  "or quantize the network after training (PTQ: n2d2x.qat.without_quantizers, calibrate, quantize)")
+_QAT_CELLS.refuse('Deconv', 'LRN', why='no integer form; export it float (-nbbits -32)')
 
 # %% ../nbs/10_qat.ipynb #fb9f97e7
 def _ranges(net, fused, names, stimuli):
@@ -513,13 +545,13 @@ def qat_to_qnetwork(net: Network,                          # a QAT network (quan
         if v not in ('NONE', 'RINTF'): raise QATError(f"{k} {v}: expected NONE or RINTF")
     fused, folds, names = _fold(net)
     n = _bits(net, nbbits)
-    ctx = _QatCtx(fused, folds, n, _check_options(n, act_rescaling_mode), wt_round_mode, _ranges(net, fused, names, stimuli))
+    ctx = _QatCtx(fused, folds, n, check_options(n, act_rescaling_mode), wt_round_mode, _ranges(net, fused, names, stimuli))
     ctx.steps['env'], ctx.tops['env'], ctx.unsigned['env'] = stimuli_range / (2 ** n - 1), 2 ** n - 1, True
     cells = {}
     for c in fused:
-        if c.type not in _QAT_CELLS: raise QATError(f"cell [{c.name}]: no integer export of a {c.type} cell from a QAT network")
+        kernel = _QAT_CELLS.lookup(c.type, c.name)
         qc = QCell(c.name, c.type, list(c.inputs), c, _in_step(ctx, c), in_unsigned=all(ctx.unsigned[i] for i in c.inputs))
-        _QAT_CELLS[c.type](ctx, c, qc)
+        kernel(ctx, c, qc)
         cells[c.name] = qc
     qnet = QNetwork(fused, cells, n, ctx.mode, True, float(stimuli_range))
     qnet.notes, qnet.float_names = ctx.notes, {k: names.get(k, k) for k in cells}   # float_names: the QAT cell with the same output

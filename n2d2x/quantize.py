@@ -8,13 +8,15 @@ import math
 from dataclasses import dataclass
 import numpy as np
 from fastcore.basics import patch
-from .network import Network, Activation, ActivationCell, ElemWise
+from .helpers import Registry, concat_channels, round_int, unique_name
+from .network import Network, Activation, ActivationCell, ElemWise, value_ranges
 from .engine import KERNELS, activate, conv2d, pool2d, softmax
 from .calibrate import Calibration, input_range
 
 # %% auto #0
-__all__ = ['RESCALING_MODES', 'QuantizeError', 'Scaling', 'QCell', 'QNetwork', 'Lookup', 'tabled', 'quantize', 'simulate',
-           'quantize_input', 'dequantize', 'predict_int', 'split_activations']
+__all__ = ['RESCALING_MODES', 'INT_KERNELS', 'QuantizeError', 'int_range', 'Scaling', 'fixed_point', 'approximate_scaling',
+           'QCell', 'QNetwork', 'Lookup', 'check_options', 'quantize', 'requantize', 'simulate', 'quantize_input',
+           'dequantize', 'predict_int', 'split_activations']
 
 # %% ../nbs/09_quantize.ipynb #6d3f992c
 RESCALING_MODES = ('Floating-point', 'Fixed-point16', 'Fixed-point32', 'Single-shift', 'Double-shift')
@@ -28,15 +30,9 @@ def _levels(nbbits):
     "(W_q, U_q): the largest signed and unsigned magnitudes of `nbbits`-bit integers."
     return 2 ** (nbbits - 1) - 1, 2 ** nbbits - 1
 
-def _int_range(unsigned, nbbits):
+def int_range(unsigned, nbbits):
     "[lo, hi] of an `nbbits`-bit integer: [0, 2^n-1] or [-2^(n-1), 2^(n-1)-1]."
     return (0, 2 ** nbbits - 1) if unsigned else (-2 ** (nbbits - 1), 2 ** (nbbits - 1) - 1)
-
-# %% ../nbs/09_quantize.ipynb #976ebafc
-def _round(y):
-    "Round half away from zero, sign(y) * floor(|y| + 1/2), float64 -> int64."
-    y = np.asarray(y, np.float64)
-    return (np.sign(y) * np.floor(np.abs(y) + 0.5)).astype(np.int64)
 
 # %% ../nbs/09_quantize.ipynb #cdae557c
 @dataclass
@@ -65,7 +61,7 @@ def division(self: Scaling):
 # %% ../nbs/09_quantize.ipynb #2cf3b67a
 def _bcast(a, x): return np.asarray(a).reshape((1, -1) + (1,) * (x.ndim - 2))
 
-def _floating(s, x):
+def _floating(s, x):   # sign(y) floor(|y| + 1/2): the nodes of the ONNX graph (see Rounding)
     y = x.astype(np.float64) * _bcast(s.factor, x)
     return (np.sign(y) * np.floor(np.abs(y) + 0.5)).astype(np.int64)
 
@@ -80,17 +76,16 @@ def __call__(self: Scaling, x):
     return (x * _bcast(a, x) + _bcast(b, x)) // _bcast(c, x)
 
 # %% ../nbs/09_quantize.ipynb #17cf3909
-def _fixed(s, mode, where, bound=None):
+def fixed_point(s, mode, where, bound=None):
     "Fixed-point M / 2^f of the factors s (N2D2's approximateScalingWithFixedPoint), with bound * M < 2^62."
     limit, top = _LIMITS[mode], float(s.max())
     if top >= limit:
-        if mode == 'Fixed-point16': return _fixed(s, 'Fixed-point32', where, bound)
+        if mode == 'Fixed-point16': return fixed_point(s, 'Fixed-point32', where, bound)
         raise QuantizeError(f"{where}: rescaling factor {top:g} does not fit in Fixed-point32")
     room = limit if bound is None else min(limit, 2.0 ** 62 / max(bound, 1))
     f = min(math.floor(math.log2(room / top)), 50)
     if f < 0: raise QuantizeError(f"{where}: accumulators up to {bound:g} times {top:g} overflow int64")
-    m = np.floor(s * 2.0 ** f + 0.5).astype(np.int64)
-    return Scaling(mode, s, multiplier=m, shift=np.full(len(s), f, np.int64))
+    return Scaling(mode, s, multiplier=round_int(s * 2.0 ** f), shift=np.full(len(s), f, np.int64))
 
 # %% ../nbs/09_quantize.ipynb #cce99911
 def _power_of_2(s, n):
@@ -113,12 +108,12 @@ def _shifts(s, n):
     if n == 1: return Scaling('Single-shift', s * ps, shift=es[:, 0]), 1 / ps
     return Scaling('Double-shift', s * ps, shift=es[:, 1], left_shift=es[:, 1] - es[:, 0]), 1 / ps
 
-def _approximate(s, mode, where, compensable=True, bound=None):
+def approximate_scaling(s, mode, where, compensable=True, bound=None):
     "(Scaling, compensation [C]) approximating the factors s [C] in `mode` (|x| <= bound), with N2D2's fall-backs."
     s = np.asarray(s, np.float64)
     if mode in ('Single-shift', 'Double-shift') and (not compensable or (s > 1).any()): mode = 'Fixed-point16'
     if mode == 'Floating-point': return Scaling(mode, s), np.ones_like(s)
-    if mode in _LIMITS: return _fixed(s, mode, where, bound), np.ones_like(s)
+    if mode in _LIMITS: return fixed_point(s, mode, where, bound), np.ones_like(s)
     return _shifts(s, 1 if mode == 'Single-shift' else 2)
 
 # %% ../nbs/09_quantize.ipynb #64d46c49
@@ -199,12 +194,12 @@ def unsigned(self: QNetwork, name):
 @patch
 def int_range(self: QNetwork, name):
     "[lo, hi] of the integer type of tensor `name`."
-    return _int_range(self.unsigned(name), self.nbbits)
+    return int_range(self.unsigned(name), self.nbbits)
 
 @patch
 def dtype(self: QNetwork, name):
-    "numpy dtype of tensor `name`: (u)int8 up to 8 bits, (u)int16 up to 16, float32 for a Softmax."
-    if name != 'env' and self.cells[name].type == 'Softmax': return np.dtype(np.float32)
+    "numpy dtype of tensor `name`: (u)int8 up to 8 bits, (u)int16 up to 16, float32 for a float output (a Softmax)."
+    if name != 'env' and self.cells[name].step is None: return np.dtype(np.float32)
     bits = 8 if self.nbbits <= 8 else 16
     return np.dtype(f"{'u' if self.unsigned(name) else ''}int{bits}")
 
@@ -224,36 +219,19 @@ class _Ctx:
     @property
     def levels(self): return dict(zip((False, True), _levels(self.nbbits)))   # Q by signedness
 
+_QUANTIZERS = Registry('quantize', QuantizeError, kind='cell')   # cell type -> kernel(ctx, cell, qcell): fills the QCell
+
 # %% ../nbs/09_quantize.ipynb #85142245
-_MOVERS = ('Pool', 'Padding', 'Reshape', 'Resize', 'Dropout', 'Softmax')   # cells that only move values
-
-def _relu(a): return a is not None and a.type == 'Rectifier' and a.leak_slope <= 0
-
-def _elemwise_unsigned(cell, ins):
-    w, s = list(cell.weights or [1.0]), list(cell.shifts or [0.0])
-    if cell.operation == 'EuclideanSum': return True
-    return all(ins) and (cell.operation in ('Prod', 'Max') or cell.operation == 'Sum' and min(w + s) >= 0
-                         or cell.operation == 'AbsSum' and min(w) >= 0)
-
-def _cell_unsigned(c, ins):
-    a = c.activation
-    if c.type in _MOVERS or c.type == 'Activation' and a is None: return all(ins) or _relu(a)
-    if a is not None: return _relu(a) or a.type in ('Logistic', 'LogisticWithLoss', 'Softplus', 'HardSigmoid')
-    return c.type == 'ElemWise' and _elemwise_unsigned(c, ins)
-
-def _unsigned_outputs(net, env_unsigned):
-    "{name: output is unsigned} for 'env' and every cell (N2D2's isCellOutputUnsigned)."
-    u = {'env': env_unsigned}
-    for c in net: u[c.name] = _cell_unsigned(c, [u[i] for i in c.inputs])
-    return u
+def _unsigned(net, env_unsigned, no_unsigned=False):
+    "{name: unsigned?} for 'env' and every cell: never negative by `network.value_ranges` (N2D2's isCellOutputUnsigned)."
+    env = (0.0, math.inf) if env_unsigned else (-math.inf, math.inf)
+    return {k: lo >= 0 and not no_unsigned for k, (lo, _) in value_ranges(net, env).items()}
 
 # %% ../nbs/09_quantize.ipynb #f67f8a3c
-_RESCALING = ('Conv', 'Fc', 'ElemWise', 'Activation', 'BatchNorm')   # cells with a rescaling of their own
-
 def _targets(ctx, c):
     "(target step of each input, common signedness or None, step of the combined values) of a multi-input cell."
     d, u, q = [ctx.steps[i] for i in c.inputs], ctx.unsigned, ctx.levels
-    if c.type != 'ElemWise':
+    if c.type != 'ElemWise':   # a concatenation
         uc = all(u[i] for i in c.inputs)
         dc = max(di * q[u[i]] for di, i in zip(d, c.inputs)) / q[uc]
         return [dc] * len(d), uc, dc
@@ -266,7 +244,7 @@ def _targets(ctx, c):
 def _can_fold(ctx, name, uc):
     "True when the alignment of tensor `name` can be folded into its producer's own rescaling."
     net = ctx.net
-    if name == 'env' or net[name].type not in _RESCALING or len(net.children(name)) != 1: return False
+    if name == 'env' or not net[name].rescales or len(net.children(name)) != 1: return False
     return not any(t.cell == name for t in net.targets) and (uc is None or ctx.unsigned[name] == uc)
 
 def _align(ctx, c):
@@ -299,19 +277,18 @@ def _plan(ctx):
     "Fill ctx.steps (every tensor), ctx.common and ctx.branches (multi-input cells)."
     ctx.steps['env'] = ctx.env_range / ctx.levels[ctx.unsigned['env']]
     for c in ctx.net:
-        if c.type in _RESCALING: ctx.steps[c.name] = _threshold(ctx, c) / ctx.levels[ctx.unsigned[c.name]]
+        if c.rescales: ctx.steps[c.name] = _threshold(ctx, c) / ctx.levels[ctx.unsigned[c.name]]
     for c in ctx.net:
-        if any(i != 'env' and ctx.net[i].type == 'Softmax' for i in c.inputs):
+        if any(i != 'env' and not ctx.net[i].integer_output for i in c.inputs):
             raise QuantizeError(f"cell [{c.name}] reads the float output of a Softmax: only a target can follow a Softmax")
         if len(c.inputs) > 1: _align(ctx, c)
-        if c.type not in _RESCALING: ctx.steps[c.name] = _pool_step(ctx, c) if c.type == 'Pool' else _in_step(ctx, c)
+        if not c.rescales: ctx.steps[c.name] = _pool_step(ctx, c) if c.type == 'Pool' else _in_step(ctx, c)
 
 # %% ../nbs/09_quantize.ipynb #e6eec47e
 def _weights(c):
-    "The float64 weights of a Conv (unconnected kernels zeroed), Fc or BatchNorm (its gains, 1x1), and its bias (None without)."
-    if c.type == 'BatchNorm': return _bn_affine(c)
+    "The float64 weights of a Conv (unconnected kernels zeroed) or an Fc, and its bias (None without)."
     if c.weights is None: raise QuantizeError(f"cell [{c.name}] has no weights: fill or load them first")
-    w = np.asarray(c.masked_weights() if c.type == 'Conv' else c.weights, np.float64)
+    w = np.asarray(c.masked_weights() if hasattr(c, 'masked_weights') else c.weights, np.float64)
     b = None if c.no_bias or c.bias is None else np.asarray(c.bias, np.float64)
     return w, b
 
@@ -326,23 +303,25 @@ def _xmax(unsigned, nbbits): return 2 ** nbbits - 1 if unsigned else 2 ** (nbbit
 
 def _int_params(ctx, qc, w, b, k, acc_step, comp):
     "Integer weights round(w * comp_o * k_o), bias round(b_o * comp_o / acc_step_o), and the accumulator bound."
-    qc.weights = _round(w * (comp * k).reshape((-1,) + (1,) * (w.ndim - 1)))
-    qc.bias = None if b is None else _round(b * comp / acc_step)
+    qc.weights = round_int(w * (comp * k).reshape((-1,) + (1,) * (w.ndim - 1)))
+    qc.bias = None if b is None else round_int(b * comp / acc_step)
     top = int(np.abs(qc.weights).reshape(len(w), -1).sum(1).max())
     qc.acc_bound = _xmax(qc.in_unsigned, ctx.nbbits) * top + (0 if b is None else int(np.abs(qc.bias).max()))
 
-def _q_weighted(ctx, c, qc):
-    "Conv / Fc / BatchNorm: integer weights and bias, rescaling s_o = in_step * m_o / W_q / step (times a HardSigmoid's slope)."
-    w, b = _weights(c)
+def _q_affine(ctx, c, qc, w, b, per_output):
+    "Weights w and bias b: integer weights and bias, rescaling s_o = in_step * m_o / W_q / step (times a HardSigmoid's slope)."
     slope, shift = _gate(c)
     if shift: b = (0.0 if b is None else b) + np.full(len(w), shift)   # HardSigmoid: beta / alpha joins the bias
-    wq, m = ctx.levels[False], _weight_max(w, ctx.per_output or c.type == 'BatchNorm')
+    wq, m = ctx.levels[False], _weight_max(w, per_output)
     acc_step = qc.in_step * m / wq
     qc.scale = slope * acc_step / qc.step
     _int_params(ctx, qc, w, b, wq / m, acc_step, np.ones_like(m))
-    qc.scaling, comp = _approximate(qc.scale, ctx.mode, f"cell [{c.name}]", bound=qc.acc_bound)
+    qc.scaling, comp = approximate_scaling(qc.scale, ctx.mode, f"cell [{c.name}]", bound=qc.acc_bound)
     if (comp != 1).any(): _int_params(ctx, qc, w, b, wq / m, acc_step, comp)
     qc.clip = _clip(ctx, c, qc)
+
+@_QUANTIZERS.register('Conv', 'Fc')
+def _q_weighted(ctx, c, qc): _q_affine(ctx, c, qc, *_weights(c), ctx.per_output)
 
 # %% ../nbs/09_quantize.ipynb #3260d43f
 def _bn_affine(c):
@@ -352,24 +331,36 @@ def _bn_affine(c):
     a = s / np.sqrt(v + c.epsilon)
     return a.reshape(-1, 1, 1, 1), b - m * a
 
+@_QUANTIZERS.register('BatchNorm')
+def _q_batchnorm(ctx, c, qc): _q_affine(ctx, c, qc, *_bn_affine(c), per_output=True)   # per channel, always
+
 # %% ../nbs/09_quantize.ipynb #593e0f14
+_CLIPS = Registry('quantize', QuantizeError, kind='integer form')   # integer form -> (ctx, cell, qcell) -> clip (lo, hi)
+
+def _form(c):
+    "The integer form of the activation of `c` ('identity' without one)."
+    return 'identity' if c.activation is None else c.activation.integer_form
+
 def _clip(ctx, c, qc):
     "(lo, hi): the output integer range tightened by the activation of `c`."
-    lo, hi = _int_range(qc.out_unsigned, ctx.nbbits)
-    a = c.activation
-    if a is None or a.type == 'Linear': return lo, hi
-    if _relu(a):
-        return 0, (min(hi, int(_round(a.clipping / qc.step))) if a.clipping > 0 else hi)
-    if a.type == 'Saturation':
-        t = int(_round(a.threshold / qc.step))
-        return max(lo, -t), min(hi, t)
-    if a.type == 'HardSigmoid': return 0, min(hi, int(_round(1.0 / qc.step)))
-    if a.type == 'HardSwish':
-        raise QuantizeError(f"cell [{c.name}]: a HardSwish activation is x times a HardSigmoid of x: split it first with "
-                            "n2d2x.quantize.split_activations(net), then calibrate and quantize the split network")
-    if tabled(a): raise _split_first(c)
-    raise QuantizeError(f"cell [{c.name}]: a {a.type} activation has no integer form; only Rectifier, Saturation, "
-                        "HardSigmoid, Linear and, on an Activation cell, Logistic, Tanh and Softplus can be quantized")
+    return _CLIPS.lookup(_form(c), c.name)(ctx, c, qc)
+
+def _units(v, step): return v if math.isinf(v) else int(round_int(v / step))
+
+@_CLIPS.register('identity', 'clip', 'hard-sigmoid')
+def _range_clip(ctx, c, qc):
+    "The activation's range in output units (every rescaling is monotone and maps 0 to 0: exact)."
+    lo, hi = int_range(qc.out_unsigned, ctx.nbbits)
+    a_lo, a_hi = (-math.inf, math.inf) if c.activation is None else c.activation.range()
+    return max(lo, _units(a_lo, qc.step)), min(hi, _units(a_hi, qc.step))
+
+@_CLIPS.register('hard-swish')
+def _hard_swish_clip(ctx, c, qc):
+    raise QuantizeError(f"cell [{c.name}]: a HardSwish activation is x times a HardSigmoid of x: split it first with "
+                        "n2d2x.quantize.split_activations(net), then calibrate and quantize the split network")
+
+@_CLIPS.register('table')
+def _table_clip(ctx, c, qc): raise _split_first(c)
 
 def _split_first(c):
     what = 'a leaky Rectifier' if c.activation.type == 'Rectifier' else f"a {c.activation.type} activation"
@@ -381,13 +372,13 @@ def _split_first(c):
 def _gate(c):
     "(alpha, beta / alpha) of the HardSigmoid activation of `c`, or (1, 0) without one."
     a = c.activation
-    if a is None or a.type != 'HardSigmoid': return 1.0, 0.0
+    if _form(c) != 'hard-sigmoid': return 1.0, 0.0
     if not a.slope > 0: raise QuantizeError(f"cell [{c.name}]: a HardSigmoid of slope {a.slope} <= 0 cannot be quantized")
     return float(a.slope), float(a.offset) / float(a.slope)
 
 def _shift_bias(qc, c, shift):
     "An ElemWise or Activation cell's integer bias: round(shift / in_step) on every channel, or None for 0."
-    return None if shift == 0 else np.full(c.dims[0], int(_round(shift / qc.in_step)))
+    return None if shift == 0 else np.full(c.dims[0], int(round_int(shift / qc.in_step)))
 
 def _abs_bias(qc): return 0 if qc.bias is None else int(np.abs(qc.bias).max())
 
@@ -406,30 +397,25 @@ class Lookup:
         return self.values[k]
 
 # %% ../nbs/09_quantize.ipynb #e62ec6b1
-_TABLED = ('Logistic', 'LogisticWithLoss', 'Tanh', 'Softplus')
-
-def tabled(a):
-    "True for an activation quantized as a table: Logistic, Tanh, Softplus, a leaky Rectifier."
-    return a is not None and (a.type in _TABLED or a.type == 'Rectifier' and a.leak_slope > 0)
-
 def _table(a, lo, hi, in_step, step, out_range):
     "The Lookup of activation `a` over the integers lo..hi of step in_step, to integers of step `step` in out_range."
     y = activate(a, np.arange(lo, hi + 1, dtype=np.float64) * in_step)   # the engine's function, in float64
-    return Lookup(lo, np.clip(_round(y / step), *out_range))
+    return Lookup(lo, np.clip(round_int(y / step), *out_range))
 
 # %% ../nbs/09_quantize.ipynb #ee3fe791
 def _q_table(ctx, c, qc):
     "An Activation cell's table: every input integer of the (aligned) input type, through the activation, rounded."
-    lo, hi = _int_range(qc.in_unsigned, ctx.nbbits)
-    qc.table = _table(c.activation, lo, hi, qc.in_step, qc.step, _int_range(qc.out_unsigned, ctx.nbbits))
+    lo, hi = int_range(qc.in_unsigned, ctx.nbbits)
+    qc.table = _table(c.activation, lo, hi, qc.in_step, qc.step, int_range(qc.out_unsigned, ctx.nbbits))
 
 # %% ../nbs/09_quantize.ipynb #b53f5e27
 def _rescale(ctx, c, qc, acc_step, nb, bound):
     "A rescaling from acc_step to qc.step with nothing to compensate (|accumulator| <= bound), and the clip."
     qc.scale, qc.acc_bound = np.full(nb, acc_step / qc.step), int(bound)
-    qc.scaling, _ = _approximate(qc.scale, ctx.mode, f"cell [{qc.name}]", compensable=False, bound=bound)
-    qc.clip = _int_range(qc.out_unsigned, ctx.nbbits) if c is None else _clip(ctx, c, qc)
+    qc.scaling, _ = approximate_scaling(qc.scale, ctx.mode, f"cell [{qc.name}]", compensable=False, bound=bound)
+    qc.clip = int_range(qc.out_unsigned, ctx.nbbits) if c is None else _clip(ctx, c, qc)
 
+@_QUANTIZERS.register('ElemWise')
 def _q_elemwise(ctx, c, qc):
     op, n = c.operation, len(c.inputs)
     if op == 'EuclideanSum':
@@ -445,19 +431,22 @@ def _q_elemwise(ctx, c, qc):
     qc.bias = _shift_bias(qc, c, shift)
     _rescale(ctx, c, qc, slope * qc.in_step, c.dims[0], bound + _abs_bias(qc))
 
+@_QUANTIZERS.register('Activation')
 def _q_activation(ctx, c, qc):
-    if tabled(c.activation): return _q_table(ctx, c, qc)
+    if _form(c) == 'table': return _q_table(ctx, c, qc)
     slope, shift = _gate(c)
     qc.bias = _shift_bias(qc, c, shift)
     _rescale(ctx, c, qc, slope * qc.in_step, c.dims[0], 2 ** ctx.nbbits + _abs_bias(qc))
 
 # %% ../nbs/09_quantize.ipynb #856a3a2c
+@_QUANTIZERS.register('Padding', 'Reshape', 'Dropout')
 def _q_mover(ctx, c, qc):
-    if c.activation is not None and c.activation.type in ('HardSigmoid', 'HardSwish'):
+    form = _form(c)
+    if form in ('hard-sigmoid', 'hard-swish'):
         raise QuantizeError(f"cell [{c.name}]: a {c.activation.type} on a {c.type}, which has no rescaling of its own: "
                             "n2d2x.quantize.split_activations(net) moves it into an Activation cell")
-    if tabled(c.activation): raise _split_first(c)
-    qc.clip = _clip(ctx, c, qc) if c.activation is not None and c.activation.type != 'Linear' else None
+    if form == 'table': raise _split_first(c)
+    qc.clip = None if form == 'identity' else _clip(ctx, c, qc)
 
 def _window_weights(c, hw):
     "(L, K [1, 1, Ho, Wo]) with sum / n = sum * K / L (n: the values each window holds, padding excluded), or (d, None)."
@@ -467,6 +456,7 @@ def _window_weights(c, hw):
     lcm = math.lcm(*map(int, np.unique(n)))
     return lcm, lcm // n
 
+@_QUANTIZERS.register('Pool')
 def _q_pool(ctx, c, qc):
     _q_mover(ctx, c, qc)
     if c.pooling != 'Average': return
@@ -476,29 +466,23 @@ def _q_pool(ctx, c, qc):
     qc.scale = np.full(c.dims[0], 1.0 / d)
     qc.scaling, qc.acc_bound = Scaling('Divide', qc.scale, divisor=d), bound
 
+@_QUANTIZERS.register('Resize')
 def _q_resize(ctx, c, qc):
     if c.mode != 'NearestNeighbor':
         raise QuantizeError(f"cell [{c.name}]: a {c.mode} Resize interpolates, which has no exact integer form; "
                             "only NearestNeighbor can be quantized")
     _q_mover(ctx, c, qc)
 
+@_QUANTIZERS.register('Softmax')
 def _q_softmax(ctx, c, qc): qc.step, qc.out_unsigned = None, None
 
-_QUANTIZERS = {'Conv': _q_weighted, 'Fc': _q_weighted, 'ElemWise': _q_elemwise, 'Activation': _q_activation,
-               'Pool': _q_pool, 'Padding': _q_mover, 'Reshape': _q_mover, 'Dropout': _q_mover, 'Resize': _q_resize,
-               'BatchNorm': _q_weighted, 'Softmax': _q_softmax}
+_QUANTIZERS.refuse('Deconv', 'LRN', why='no integer form; export it float (-nbbits -32)')
 
 # %% ../nbs/09_quantize.ipynb #8302beef
-def _unique(name, taken):
-    "`name`, or `name_0`, `name_1`, ...: N2D2's generateNewCellName."
-    new, i = name, 0
-    while new in taken: new, i = f"{name}_{i}", i + 1
-    return new
-
 def _branch(ctx, parent, f, unsigned, cells):
     "The Rescale cell that brings `parent` (step d) to step d / f in the range of `unsigned`."
     d = ctx.steps[parent]
-    qc = QCell(_unique(f"{parent}_rescale_branch", set(cells) | set(ctx.net.cells)), 'Rescale', [parent], None,
+    qc = QCell(unique_name(f"{parent}_rescale_branch", set(cells) | set(ctx.net.cells)), 'Rescale', [parent], None,
                d, d / f, ctx.unsigned[parent], unsigned)
     _rescale(ctx, None, qc, d, ctx.net.dims(parent)[0], 2 ** ctx.nbbits)
     return qc
@@ -508,19 +492,20 @@ def _build(ctx):
     "{name: QCell} of the whole network, branch rescalings included, in order."
     cells = {}
     for c in ctx.net:
-        if c.type not in _QUANTIZERS: raise QuantizeError(f"cell [{c.name}]: no quantization for cell type '{c.type}'")
+        kernel = _QUANTIZERS.lookup(c.type, c.name)
         inputs, uns = list(c.inputs), [ctx.unsigned[i] for i in c.inputs]
         for i, (f, u) in ctx.branches.get(c.name, {}).items():
             r = _branch(ctx, c.inputs[i], f, u, cells)
             cells[r.name], inputs[i], uns[i] = r, r.name, u
         qc = QCell(c.name, c.type, inputs, c, _in_step(ctx, c), ctx.steps[c.name], all(uns), ctx.unsigned[c.name])
-        if c.type in _RESCALING or qc.step != qc.in_step: qc.threshold = qc.step * ctx.levels[qc.out_unsigned]
-        _QUANTIZERS[c.type](ctx, c, qc)
+        if c.rescales or qc.step != qc.in_step: qc.threshold = qc.step * ctx.levels[qc.out_unsigned]
+        kernel(ctx, c, qc)
         cells[c.name] = qc
     return cells
 
 # %% ../nbs/09_quantize.ipynb #74887b6f
-def _check_options(nbbits, mode):
+def check_options(nbbits, mode):
+    "The -act-rescaling-mode `mode` as N2D2 names it, after checking it and -nbbits; QuantizeError otherwise."
     mode = _MODE_ALIASES.get(mode, mode)
     if mode not in RESCALING_MODES:
         raise QuantizeError(f"unknown -act-rescaling-mode '{mode}' (known: {', '.join(RESCALING_MODES)})")
@@ -538,16 +523,16 @@ def quantize(net: Network,                      # the fused float network (n2d2x
              pool_rescaling: bool = False,      # average pools take their own calibrated step when finer (not N2D2)
             ) -> QNetwork:
     "Post-training quantization of `net`: the integer network (N2D2's quantizeNetwork)."
-    mode = _check_options(nbbits, act_rescaling_mode)
+    mode = check_options(nbbits, act_rescaling_mode)
+    for c in net: _QUANTIZERS.lookup(c.type, c.name)   # every cell type quantizable, before any work
     unsigned, r = input_range(calib)
     env_unsigned, r = bool(unsigned) and not no_unsigned, float(r) or 1.0
-    u = {k: v and not no_unsigned for k, v in _unsigned_outputs(net, env_unsigned).items()}
-    ctx = _Ctx(net, calib, int(nbbits), mode, act_rescale_per_output, u, r, pool_rescaling)
+    ctx = _Ctx(net, calib, int(nbbits), mode, act_rescale_per_output, _unsigned(net, env_unsigned, no_unsigned), r, pool_rescaling)
     _plan(ctx)
     return QNetwork(net, _build(ctx), int(nbbits), mode, env_unsigned, r, act_rescale_per_output, no_unsigned)
 
 # %% ../nbs/09_quantize.ipynb #c2a73fe6
-def _cat(xs): return xs[0] if len(xs) == 1 else np.concatenate(xs, axis=1)
+INT_KERNELS = Registry('integer simulation', QuantizeError, kind='qcell')   # QCell type -> kernel(qc, input integers) -> accumulator
 
 def _exact(qc, x, w, b):
     "Check that a float64 GEMM of integers x, w (+ b) is exact (every partial sum below 2^53)."
@@ -558,12 +543,14 @@ def _exact(qc, x, w, b):
 
 def _plus(acc, b): return acc if b is None else acc + b.reshape(1, -1, 1, 1)
 
+@INT_KERNELS.register('Conv')
 def _int_conv(qc, xs):
-    x, c = _cat(xs), qc.cell
+    x, c = concat_channels(xs), qc.cell
     _exact(qc, x, qc.weights, qc.bias)
     acc = conv2d(x.astype(np.float64), qc.weights.astype(np.float64), None, c.stride, c.dilation, c.pads, c.groups)
     return _plus(np.rint(acc).astype(np.int64), qc.bias)
 
+@INT_KERNELS.register('Fc')
 def _int_fc(qc, xs):
     x = np.concatenate([i.reshape(len(i), -1) for i in xs], axis=1)
     _exact(qc, x, qc.weights, qc.bias)
@@ -571,15 +558,18 @@ def _int_fc(qc, xs):
     return _plus(acc.reshape(len(x), -1, 1, 1), qc.bias)
 
 # %% ../nbs/09_quantize.ipynb #81a7db22
-def _int_batchnorm(qc, xs): return _plus(_cat(xs) * qc.weights.reshape(1, -1, 1, 1), qc.bias)
+@INT_KERNELS.register('BatchNorm')
+def _int_batchnorm(qc, xs): return _plus(concat_channels(xs) * qc.weights.reshape(1, -1, 1, 1), qc.bias)
 
+@INT_KERNELS.register('Pool')
 def _int_pool(qc, xs):
-    c, x = qc.cell, _cat(xs)
+    c, x = qc.cell, concat_channels(xs)
     if c.pooling == 'Max': return KERNELS['Pool'](c, [x])
     ones = np.ones((x.shape[1], 1) + tuple(c.kernel))
     acc = np.rint(conv2d(x.astype(np.float64), ones, None, c.stride, (1, 1), c.pads, x.shape[1])).astype(np.int64)
     return acc if qc.weights is None else acc * qc.weights
 
+@INT_KERNELS.register('ElemWise')
 def _int_elemwise(qc, xs):
     op = qc.cell.operation
     if op == 'Max': return _plus(np.maximum.reduce(xs), qc.bias)
@@ -587,16 +577,21 @@ def _int_elemwise(qc, xs):
     f = np.abs if op == 'AbsSum' else (lambda v: v)
     return _plus(sum(k * f(x) for k, x in zip(qc.coeffs, xs)), qc.bias)
 
+@INT_KERNELS.register('Softmax')
 def _int_softmax(qc, xs):
-    return softmax(_cat(xs).astype(np.float32) * np.float32(qc.in_step), qc.cell.group_size)
+    return softmax(concat_channels(xs).astype(np.float32) * np.float32(qc.in_step), qc.cell.group_size)
 
-_INT_KERNELS = {'Conv': _int_conv, 'Fc': _int_fc, 'Pool': _int_pool, 'ElemWise': _int_elemwise, 'BatchNorm': _int_batchnorm,
-                'Activation': lambda qc, xs: _plus(_cat(xs), qc.bias), 'Rescale': lambda qc, xs: xs[0], 'Softmax': _int_softmax,
-                **{t: (lambda qc, xs: KERNELS[qc.type](qc.cell, xs)) for t in ('Padding', 'Reshape', 'Resize', 'Dropout')}}
+@INT_KERNELS.register('Activation', 'Rescale')
+def _int_identity(qc, xs): return _plus(concat_channels(xs), qc.bias)   # its rescaling, clip or table follow
+
+@INT_KERNELS.register('Padding', 'Reshape', 'Resize', 'Dropout')
+def _int_mover(qc, xs): return KERNELS[qc.type](qc.cell, xs)   # the engine's kernels keep the integers
+
+INT_KERNELS.refuse('Deconv', 'LRN', why='never in an integer network (quantize refuses it)')
 
 # %% ../nbs/09_quantize.ipynb #a603d0e5
-def _tail(qc, acc):
-    "The rescaling, the clip and the table of a cell's accumulator."
+def requantize(qc, acc):
+    "The end of every integer cell: the rescaling, the clip and the table of its accumulator."
     y = acc if qc.scaling is None else qc.scaling(acc)
     y = y if qc.clip is None else np.clip(y, *qc.clip)
     return y if qc.table is None else qc.table(y)
@@ -618,7 +613,7 @@ def simulate(qnet: QNetwork, x_int, outputs=None):
     keep = None if outputs is None else list(outputs)
     last = {p: i for i, qc in enumerate(qnet) for p in qc.inputs}
     for i, qc in enumerate(qnet):
-        res[qc.name] = _tail(qc, _INT_KERNELS[qc.type](qc, [res[p] for p in qc.inputs]))
+        res[qc.name] = requantize(qc, INT_KERNELS.lookup(qc.type, qc.name)(qc, [res[p] for p in qc.inputs]))
         if keep is not None:
             for p in set(qc.inputs):
                 if last[p] == i and p not in keep: del res[p]
@@ -678,11 +673,11 @@ _SUFFIX = {'Logistic': 'sigmoid', 'LogisticWithLoss': 'sigmoid', 'Tanh': 'tanh',
 
 def _split(net, c):
     "The cells that take over the activation of `c` (the first reads `c`), or [] when it stays."
-    a, new = c.activation, lambda suffix: _unique(f'{c.name}_{suffix}', net.cells)
-    if tabled(a) and c.type != 'Activation': return [ActivationCell(new(_SUFFIX.get(a.type, 'lrelu')), [c.name], c.dims[0], a)]
-    if a is None or not (a.type == 'HardSwish' or a.type == 'HardSigmoid' and c.type in _MOVERS): return []
+    a, form, new = c.activation, _form(c), lambda suffix: unique_name(f'{c.name}_{suffix}', net.cells)
+    if form == 'table' and c.type != 'Activation': return [ActivationCell(new(_SUFFIX.get(a.type, 'lrelu')), [c.name], c.dims[0], a)]
+    if not (form == 'hard-swish' or form == 'hard-sigmoid' and not c.rescales): return []
     chain = [ActivationCell(new('hsig'), [c.name], c.dims[0], Activation('HardSigmoid', slope=a.slope, offset=a.offset))]
-    if a.type == 'HardSwish': chain.append(ElemWise(new('hswish'), [c.name, chain[0].name], c.dims[0], operation='Prod'))
+    if form == 'hard-swish': chain.append(ElemWise(new('hswish'), [c.name, chain[0].name], c.dims[0], operation='Prod'))
     return chain
 
 def split_activations(net: Network) -> Network:

@@ -8,13 +8,13 @@ import onnx
 import pytest
 
 from n2d2x.engine import forward, predict
-from n2d2x.export import _runner, _with_outputs, to_onnx_int
+from n2d2x.export import model_runner, to_onnx_int, with_outputs
 from n2d2x.learn import learn, solvers_from_ini
 from n2d2x.network import Activation, BatchNorm, Conv, Dropout, Fc, Network, Pool, Softmax, Target, model_path
 from n2d2x.data import MNIST_IDX_Database, StimuliProvider, bundled_mnist_path
 from n2d2x.qat import (LSQAct, LSQWeights, QATError, SATAct, SATWeights, has_quantizers, load_quantizers, qat_from_ini,
                        qat_to_qnetwork, without_quantizers)
-from n2d2x.quantize import RESCALING_MODES, _INT_KERNELS, _tail, predict_int, quantize_input, simulate
+from n2d2x.quantize import INT_KERNELS, RESCALING_MODES, predict_int, quantize_input, requantize, simulate
 from n2d2x.weights import fill, load_weights
 
 CASTINGS = ('explicit', 'implicit', 'fake')
@@ -59,7 +59,7 @@ def stimuli(n=64, seed=1):
 def mismatches(qnet, model, casting, xi):
     "{cell: integers that differ from simulate} over the integer stimuli xi, for every cell but Softmax."
     names = [qc.name for qc in qnet if qc.type != 'Softmax']
-    sim, got = simulate(qnet, xi), _runner(_with_outputs(model, names), casting)(xi)
+    sim, got = simulate(qnet, xi), model_runner(with_outputs(model, names), casting)(xi)
     return {n: int((got[n] != sim[n]).sum()) for n in names if (got[n] != sim[n]).any()}
 
 
@@ -150,7 +150,7 @@ def test_agrees_with_the_fake_quantized_network(methods):
     level = lambda name: quantize_input(qnet, x).astype(np.int64) if name == 'env' else np.rint(out[qnet.float_names[name]] / qnet[name].step)
     for qc in qnet:
         if qc.step is None or qc.name == 'fc2': continue
-        alone = _tail(qc, _INT_KERNELS[qc.type](qc, [level(i).astype(np.int64) for i in qc.inputs]))
+        alone = requantize(qc, INT_KERNELS[qc.type](qc, [level(i).astype(np.int64) for i in qc.inputs]))
         assert (alone != level(qc.name)).mean() < 0.005, qc.name
     agree = (predict(net, x)['softmax'].argmax(1) == predict_int(qnet, x)['softmax'].argmax(1)).mean()
     assert agree > 0.95, agree
