@@ -842,15 +842,15 @@ def _scaled(x, r):
     return x if r == 1 else np.asarray(x, np.float32) / np.float32(r)
 
 # %% ../nbs/11_export.ipynb #138faf1d
-_ADDITIVE = ('bias', 'mean')   # the parameters (`Cell.parameters`) that add to a cell's inputs: x w + b, (x - mean) s + b
+def _divided(v, r):
+    "An additive parameter divided by r: an array in float32, a list of floats (ElemWise shifts) element by element."
+    return [s / r for s in v] if isinstance(v, list) else np.asarray(v, np.float32) / np.float32(r)
 
 def _divide_additive(net, r):
-    "A copy of `net` whose additive parameters (biases, BatchNorm means, ElemWise shifts) are divided by r."
+    "A copy of `net` whose additive parameters (each type's `additive`: biases, BatchNorm means, ElemWise shifts) are divided by r."
     net = net.copy()
     for c in net:
-        for k in (k for k in c.parameters if k in _ADDITIVE and getattr(c, k) is not None):
-            setattr(c, k, np.asarray(getattr(c, k), np.float32) / np.float32(r))
-        if getattr(c, 'shifts', None): c.shifts = [s / r for s in c.shifts]   # ElemWise: x w + shift
+        for k in (k for k in c.additive if getattr(c, k) is not None and len(getattr(c, k))): setattr(c, k, _divided(getattr(c, k), r))
     return net
 
 def _pinned(calib, lo, hi):

@@ -110,6 +110,7 @@ class Cell:
     # what every stage needs to know of a cell type, stated once here and overridden by each type:
     parameters: ClassVar[tuple] = ()       # its parameter arrays (what fillers fill and weight files hold)
     trainable: ClassVar[tuple] = ()        # those that solvers update (a BatchNorm's statistics are not)
+    additive: ClassVar[tuple] = ()         # the fields that add to its output (x w + b): scaled with the stimuli by the export
     rescales: ClassVar[bool] = False       # its integer form rescales its accumulator (else it keeps its inputs' step)
     moves_values: ClassVar[bool] = False   # it only moves, selects or averages input values (its range is theirs)
     integer_output: ClassVar[bool] = True  # its output is an integer tensor in the integer network (Softmax: float)
@@ -146,6 +147,7 @@ class Conv(Cell):
     type: ClassVar[str] = 'Conv'
     parameters: ClassVar[tuple] = ('weights', 'bias')
     trainable: ClassVar[tuple] = ('weights', 'bias')
+    additive: ClassVar[tuple] = ('bias',)
     rescales: ClassVar[bool] = True
 
     def masked_weights(self):
@@ -164,6 +166,7 @@ class Fc(Cell):
     type: ClassVar[str] = 'Fc'
     parameters: ClassVar[tuple] = ('weights', 'bias')
     trainable: ClassVar[tuple] = ('weights', 'bias')
+    additive: ClassVar[tuple] = ('bias',)
     rescales: ClassVar[bool] = True
 
 @dataclass(repr=False)
@@ -189,6 +192,7 @@ class BatchNorm(Cell):
     type: ClassVar[str] = 'BatchNorm'
     parameters: ClassVar[tuple] = ('scale', 'bias', 'mean', 'variance')
     trainable: ClassVar[tuple] = ('scale', 'bias')
+    additive: ClassVar[tuple] = ('bias', 'mean')   # (x - mean) s + bias
     rescales: ClassVar[bool] = True
 
 # %% ../nbs/01_network.ipynb #3fcf1860
@@ -200,6 +204,7 @@ class ElemWise(Cell):
     shifts: list = field(default_factory=list)   # one per input (0.0 by default)
     type: ClassVar[str] = 'ElemWise'
     rescales: ClassVar[bool] = True
+    additive: ClassVar[tuple] = ('shifts',)
 
     def value_range(self, ins): return _elemwise_range(self, ins)
     def homogeneous(self): return self.operation != 'Prod'   # x y / R^2
@@ -280,6 +285,7 @@ class Deconv(Cell):
     type: ClassVar[str] = 'Deconv'
     parameters: ClassVar[tuple] = ('weights', 'bias')
     trainable: ClassVar[tuple] = ('weights', 'bias')
+    additive: ClassVar[tuple] = ('bias',)
     weights_input_first: ClassVar[bool] = True   # weights [C, M/groups, kH, kW], not [M, C/groups, kH, kW]
     rescales: ClassVar[bool] = True
 
