@@ -14,8 +14,8 @@ from fastcore.basics import patch
 from .helpers import Registry
 
 # %% auto #0
-__all__ = ['OPS', 'OnnxImportError', 'CellSpec', 'OnnxGraph', 'load_model', 'fold_constants', 'rewrite_hard_activations',
-           'read_onnx', 'transpose_graph']
+__all__ = ['OPS', 'OnnxImportError', 'CellSpec', 'OnnxGraph', 'load_model', 'data_inputs', 'fold_constants',
+           'rewrite_hard_activations', 'read_onnx', 'transpose_graph']
 
 # %% ../nbs/00a_onnx_read.ipynb #b0f5f09a
 class OnnxImportError(ValueError):
@@ -87,7 +87,7 @@ def _nhwc(model, name):
     readers = [n for n in model.graph.node if name in n.input]
     return bool(readers) and all(n.op_type == 'Transpose' and list(_attr(n, 'perm', [])) == [0, 3, 1, 2] for n in readers)
 
-def _data_inputs(model, input_dims, path):
+def data_inputs(model, input_dims, path):
     "[(name, ONNX shape with batch 1, nhwc, elem_type)] of the graph inputs that no initializer feeds."
     inits, out = {t.name for t in model.graph.initializer}, []
     for k, vi in enumerate(i for i in model.graph.input if i.name not in inits):
@@ -772,7 +772,7 @@ def read_onnx(path_or_model,       # an .onnx file or a ModelProto
              ) -> OnnxGraph:
     "Read an ONNX model as N2D2 cell specs."
     model, path = load_model(path_or_model)
-    data = _data_inputs(model, input_dims, path)
+    data = data_inputs(model, input_dims, path)
     if len(data) != len(inputs):
         raise OnnxImportError(f"{path}: the model has {len(data)} data input(s) {[d[0] for d in data]}, fed by {len(inputs)}: {list(inputs)}")
     nodes, consts, shapes = fold_constants(model, data, path)

@@ -289,7 +289,7 @@ def _fold_parent(net, bn):
            f"[{p}] has other readers" if len(net.children(p)) > 1 else f"[{p}] has a {c.activation.type} activation"
            if c.activation is not None and not c.activation.is_identity else f"[{p}] has its own QAct"
            if getattr(c, 'output_quantizer', None) is not None else None)
-    if why: raise QATError(f"cell [{bn.name}]: QAT export: this BatchNorm cannot be folded into the integer network: {why}")
+    if why: raise QATError(f"cell [{bn.name}]: this BatchNorm cannot be folded into the integer network of the QAT export: {why}")
     return c
 
 # %% ../nbs/10_qat.ipynb #e5417605

@@ -106,20 +106,20 @@ def test_every_registry_decides_every_type():
 def test_a_new_cell_type_or_activation_is_reported_stage_by_stage(monkeypatch):
     "What adding a type without deciding it does: each stage that has not decided it is named."
     @dataclass(repr=False)
-    class Shuffle(network.Cell):
+    class NotYetACell(network.Cell):
         groups: int = 1
-        type: ClassVar[str] = 'Shuffle'
-    monkeypatch.setitem(network.CELL_TYPES, 'Shuffle', Shuffle)
-    monkeypatch.setitem(network.ACTIVATION_KINDS, 'HardTanh',
-                        network.ActivationKind('HardTanh', lambda a, lo, hi: (max(lo, -1.0), min(hi, 1.0)), integer_form=lambda a: 'clip'))
+        type: ClassVar[str] = 'NotYetACell'
+    monkeypatch.setitem(network.CELL_TYPES, 'NotYetACell', NotYetACell)
+    monkeypatch.setitem(network.ACTIVATION_KINDS, 'NotYetAnActivation',
+                        network.ActivationKind('NotYetAnActivation', lambda a, lo, hi: (max(lo, -1.0), min(hi, 1.0)), integer_form=lambda a: 'clip'))
     todo = undecided()
-    cell = {u.split(' (')[0] for u in todo if u.endswith(': Shuffle')}
-    act = {u.split(' (')[0] for u in todo if u.endswith(': HardTanh')}
+    cell = {u.split(' (')[0] for u in todo if u.endswith(': NotYetACell')}
+    act = {u.split(' (')[0] for u in todo if u.endswith(': NotYetAnActivation')}
     assert {'INI', 'engine forward', 'engine backward', 'float export', 'quantize', 'integer simulation', 'integer export',
             'QAT export', 'ONNX import with Transpose=1'} <= cell, cell
     assert {'activation forward', 'activation gradient', 'float export activation', 'calibrate', 'QAT export'} <= act, act
-    assert not any('weights' in u for u in todo if u.endswith(': Shuffle'))   # no parameters: no weight files to decide
-    assert Shuffle('s', ['env']).value_range([(0.0, 1.0)]) == (-np.inf, np.inf)   # a new type makes any value until it says otherwise
+    assert not any('weights' in u for u in todo if u.endswith(': NotYetACell'))   # no parameters: no weight files to decide
+    assert NotYetACell('s', ['env']).value_range([(0.0, 1.0)]) == (-np.inf, np.inf)   # a new type makes any value until it says otherwise
 
 
 # --- 2. each stage on a network holding the type ---
