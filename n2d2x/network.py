@@ -501,9 +501,6 @@ _KEYS = {
     'LRN': {'N', 'Alpha', 'Beta', 'K'}}
 _KEYS['Deconv'] = _KEYS['Conv'] - {'SubSample', 'SubSampleX', 'SubSampleY', 'SubSampleDims'}
 
-# %% ../nbs/01_network.ipynb #31f98d2d
-_CellKeys = CellKeys   # the public one lives in n2d2x.helpers; this alias goes once no module uses it
-
 # %% ../nbs/01_network.ipynb #6c1fe093
 def _pair(keys, stem, default=None, x='X', y='Y', size=''):
     "Read a 2-D parameter in any of N2D2's spellings, as (H, W)."
