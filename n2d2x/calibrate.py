@@ -313,7 +313,12 @@ def _signs(net, x, env_unsigned, unsigned_data):
     env = bool(x.min() >= 0) if env_unsigned is None else env_unsigned
     return {n: unsigned_data and lo >= 0 for n, (lo, _) in value_ranges(net, _env(env)).items()}
 
-def calibrate(net: Network, batches, nbbits=8, act_clipping_mode='MSE', act_quantile_value=0.9999, progress=False,
+def calibrate(net: Network,             # the network to measure (fused, as it will be quantized)
+              batches,                  # stimuli batches [N, C, H, W], or (stimuli, labels) pairs
+              nbbits=8,                 # -nbbits: the integer width the thresholds are chosen for
+              act_clipping_mode='MSE',  # -act-clipping-mode: None, MSE, KL-Divergence, Quantile
+              act_quantile_value=0.9999,  # -act-quantile-value (Quantile mode)
+              progress=False,           # print the count of stimuli seen, to stderr
               env_unsigned=None,  # stimuli unsigned (N2D2: min of the whole data set >= 0); None: the first batch decides
               unsigned_data=True):  # False for -no-unsigned
     "Statistics of every cell's outputs over `batches` of stimuli, and the thresholds N2D2 would choose."
