@@ -192,7 +192,10 @@ def _best(hist, crit, nbbits):
     ts = _candidates(hist.max_abs)
     return float(ts[np.argmin(crit(hist, nbbits, ts))]) if len(ts) else hist.max_abs
 
-def threshold(stats, nbbits=8, mode='MSE', quantile=0.9999):
+def threshold(stats,            # the cell's Histogram (MSE, KL-Divergence, Quantile) or RangeStats (None)
+              nbbits=8,         # the integer width T is chosen for
+              mode='MSE',       # the clipping mode: None, MSE, KL-Divergence, Quantile
+              quantile=0.9999): # Quantile mode: the fraction of the values below T
     "Clipping threshold of one cell: `stats` is its Histogram (MSE, KL-Divergence, Quantile) or its RangeStats (None)."
     want = RangeStats if _check_mode(mode) == 'None' else Histogram
     if not isinstance(stats, want): raise TypeError(f"mode {mode} needs a {want.__name__}, got {type(stats).__name__}")
@@ -236,7 +239,11 @@ def fixed_threshold(cell):
 # %% ../nbs/08_calibrate.ipynb #42517c91
 def _average_pool(c): return c.type == 'Pool' and c.pooling == 'Average'
 
-def cell_thresholds(net: Network, calib, nbbits=None, mode=None, quantile=None):
+def cell_thresholds(net: Network,   # the calibrated network
+                    calib,          # its Calibration (statistics)
+                    nbbits=None,    # the integer width (None: the calibration's)
+                    mode=None,      # the clipping mode (None: the calibration's)
+                    quantile=None): # Quantile mode's fraction (None: the calibration's)
     "Threshold T of every cell that sets its own scaling, {name: T}, by N2D2's rules (defaults: those of `calib`)."
     nbbits, mode = nbbits or calib.nbbits, mode or calib.mode
     quantile, out = quantile or calib.quantile, {}
@@ -447,7 +454,11 @@ def _load_histograms(path):
     return out
 
 # %% ../nbs/08_calibrate.ipynb #92c27c97
-def load_calibration(export_dir, nbbits=8, mode='MSE', quantile=0.9999, net: Network = None):
+def load_calibration(export_dir,        # the export folder whose statistics/calibration/ to read
+                     nbbits=8,          # the integer width the thresholds are chosen for
+                     mode='MSE',        # the clipping mode
+                     quantile=0.9999,   # Quantile mode's fraction
+                     net: Network = None):  # the network, to choose its thresholds (None: statistics only)
     "Read the statistics `save_calibration` wrote (`-calib-reload`); with `net`, also choose the thresholds."
     d = Path(export_dir) / 'statistics' / 'calibration'
     ranges, hists = _load_ranges(d / 'outputs_range.bin'), _load_histograms(d / 'outputs_histogram.bin')

@@ -76,7 +76,10 @@ def __call__(self: Scaling, x):
     return (x * _bcast(a, x) + _bcast(b, x)) // _bcast(c, x)
 
 # %% ../nbs/09_quantize.ipynb #17cf3909
-def fixed_point(s, mode, where, bound=None):
+def fixed_point(s,           # the factors to approximate, float64 [C]
+                mode,        # 'Fixed-point16' or 'Fixed-point32': the largest multiplier M
+                where,       # who asks, for the error message ("cell [conv1]")
+                bound=None): # largest |x| the multiplier meets (None: no overflow check)
     "Fixed-point M / 2^f of the factors s (N2D2's approximateScalingWithFixedPoint), with bound * M < 2^62."
     limit, top = _LIMITS[mode], float(s.max())
     if top >= limit:
@@ -108,7 +111,11 @@ def _shifts(s, n):
     if n == 1: return Scaling('Single-shift', s * ps, shift=es[:, 0]), 1 / ps
     return Scaling('Double-shift', s * ps, shift=es[:, 1], left_shift=es[:, 1] - es[:, 0]), 1 / ps
 
-def approximate_scaling(s, mode, where, compensable=True, bound=None):
+def approximate_scaling(s,                  # the factors to approximate, float64 [C]
+                        mode,               # one of RESCALING_MODES
+                        where,              # who asks, for the error message ("cell [conv1]")
+                        compensable=True,   # the cell's weights can absorb a per-channel compensation (shift modes)
+                        bound=None):        # largest |x| the rescaling meets (None: no overflow check)
     "(Scaling, compensation [C]) approximating the factors s [C] in `mode` (|x| <= bound), with N2D2's fall-backs."
     s = np.asarray(s, np.float64)
     if mode in ('Single-shift', 'Double-shift') and (not compensable or (s > 1).any()): mode = 'Fixed-point16'
