@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_export.ipynb #09f1741c
 from __future__ import annotations
-import dataclasses, difflib, math, os, shutil, tempfile
+import dataclasses, difflib, json, math, os, shutil, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -982,6 +982,13 @@ def _db_export(folder, sp, n, model_input, expected):
     (folder.parent / 'stimuli.link').write_text(''.join(f"{f} {name}\n" for f, name in lines))
 
 # %% ../nbs/11_export.ipynb #00ea61a2
+def _bits_used(qnet):
+    "What the integers of `qnet` occupy: {'activation_bits': n, 'weight_bits': {cell: bits}} (a QAT cell's levels may need more than n)."
+    wb = getattr(qnet, 'weight_bits', {})
+    return {'activation_bits': qnet.nbbits,
+            'weight_bits': {qc.name: wb.get(qc.name, qnet.nbbits) for qc in qnet if qc.weights is not None and qc.cell is not None
+                            and 'weights' in qc.cell.parameters}}
+
 def _readme(rep):
     "Readme.txt of an integer export, from its report."
     io = lambda v: f"{v['name']}: {v['type']} [{', '.join(map(str, v['shape']))}]"
@@ -995,6 +1002,9 @@ def _readme(rep):
                                     "stimuli measured the outputs without one)")
     else: lines.append(f"statistics/calibration/: N2D2's calibration statistics ({cal['stimuli']} {cal['partition']} "
                        f"stimuli{', reloaded' if cal['reloaded'] else ''}; -calib-reload reads them)")
+    wide = {c: b for c, b in rep['bits']['weight_bits'].items() if b != rep['nbbits']}
+    if wide: lines.append(f"weights in {rep['nbbits']}-bit signed integers, but for the trained levels that need more: "
+                          + ', '.join(f"{c} {b} bits" for c, b in wide.items()) + " (model.onnx metadata: n2d2x.weight_bits)")
     if rep['db_export']:
         lines += [f"stimuli/envNN.pgm|ppm: {rep['db_export']} test stimuli: header, planar C,H,W values of the input type, int32 label",
                   "stimuli/envNN.out: the expected integers of each target (of a Softmax's input), int32 little-endian, C,H,W",
@@ -1045,6 +1055,8 @@ def _int_export(net, sp, target, casting, opts):
     "(files, Export) of the integer export of the fused `net`."
     net, qnet, r, calib, cal = (_qat_quantized if opts.qat else _quantized)(net, sp, target, opts)
     model = to_onnx_int(qnet, casting == 'implicit', casting == 'fake', opts.opset)
+    bits = _bits_used(qnet)
+    onnx.helper.set_model_props(model, {f'n2d2x.{k}': json.dumps(v) for k, v in bits.items()})
     if casting != 'implicit': onnx.checker.check_model(model, full_check=True)
     n, part = opts.db_export if opts.db_export else sp.batch_size or 1, 'Test' if sp.count('Test') else cal['partition']
     ver = _by_target(net, _verify(net, qnet, r, casting, model, sp.batches(part, limit=None if n < 0 else n)), part, casting)
@@ -1054,7 +1066,7 @@ def _int_export(net, sp, target, casting, opts):
                stimuli_range=r * qnet.env_range, stimuli_scale=qnet.env_scale, env_unsigned=qnet.env_unsigned, calibration=cal,
                cle=opts.cle and not opts.qat, layers=layers, summary=qnet.summary(),
                verification=ver, runtime=runtime_name(casting), input=_io_info(model.graph.input[0]),
-               outputs=[_io_info(o) for o in model.graph.output], db_export=_db_count(sp, opts.db_export))
+               outputs=[_io_info(o) for o in model.graph.output], db_export=_db_count(sp, opts.db_export), bits=bits)
     files = {'model.onnx': lambda p: onnx.save_model(model, p), 'Readme.txt': lambda p: p.write_text(_readme(rep))}
     if calib is not None: files['statistics'] = lambda p: save_calibration(calib, p.parent)
     if opts.db_export: files['stimuli'] = lambda p: _db_export(p, sp, opts.db_export, *_int_io(qnet, net, r, casting))

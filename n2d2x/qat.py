@@ -17,7 +17,7 @@ from .quantize import QCell, QNetwork, Scaling, approximate_scaling, check_optio
 
 # %% auto #0
 __all__ = ['QATError', 'SATWeights', 'LSQWeights', 'SATAct', 'LSQAct', 'qat_from_ini', 'has_quantizers', 'without_quantizers',
-           'load_quantizers', 'qat_to_qnetwork']
+           'load_quantizers', 'signed_bits', 'qat_to_qnetwork']
 
 # %% ../nbs/10_qat.ipynb #ede143c4
 class QATError(ValueError):
@@ -324,6 +324,13 @@ def _rintf(q, c, v, step, scale):
     unscaled = step * scale
     return np.rint(v * unscaled * k), step / (unscaled * k)
 
+def signed_bits(levels):
+    "Bits of the narrowest signed integers that hold every value of `levels` (at least 2)."
+    top = max(int(np.max(levels, initial=0)), -int(np.min(levels, initial=0)) - 1, 0)
+    return max(top.bit_length() + 1, 2)
+
+def _widest(nbbits): return max(int(nbbits), 8)   # ConvInteger and MatMulInteger hold weights in int8 at any width up to 8
+
 def _weight_levels(ctx, c):
     "(integer weights, step [M]) of Conv or Fc `c`."
     w, q = np.asarray(c.masked_weights() if hasattr(c, 'masked_weights') else c.weights, np.float32), getattr(c, 'weights_quantizer', None)
@@ -335,13 +342,15 @@ def _weight_levels(ctx, c):
     elif isinstance(q, LSQWeights):
         levels, _, s = q._levels(w)
         step = float(s)
-    lo, hi = int_range(False, ctx.nbbits)
-    if levels is not None and (levels.min() < lo or levels.max() > hi):
-        w, levels, why = levels * step, None, f"its levels reach {int(np.abs(levels).max())}, beyond {ctx.nbbits}-bit weights"
+    bits = ctx.nbbits if levels is None else max(ctx.nbbits, signed_bits(levels))   # the trained levels' own width
+    if bits > _widest(ctx.nbbits):
+        w, levels, why = levels * step, None, f"its levels reach {int(np.abs(levels).max())}, beyond {_widest(ctx.nbbits)}-bit weights"
+        bits = ctx.nbbits
     if levels is None:
-        step = (float(np.abs(w).max()) or 1.0) / hi
+        step = (float(np.abs(w).max()) or 1.0) / int_range(False, bits)[1]
         levels = round_int(w / step)
-        ctx.notes.append(f"cell [{c.name}]: {why}: weights rounded to {ctx.nbbits} bits (not the levels it was trained with)")
+        ctx.notes.append(f"cell [{c.name}]: {why}: weights rounded to {bits} bits (not the levels it was trained with)")
+    ctx.weight_bits[c.name] = bits
     return np.asarray(levels, np.int64), np.full(len(w), float(step))
 
 # %% ../nbs/10_qat.ipynb #814822e8
@@ -396,11 +405,11 @@ def _integerize(ctx, name, w, b, s, xmax):
     "(weights, bias, Scaling, accumulator bound, factor) of y = approx(s_o (acc_o + b_o)) in the rescaling mode."
     sc, mode, col = None, ctx.mode, lambda v: v.reshape((-1,) + (1,) * (w.ndim - 1))
     if mode in ('Single-shift', 'Double-shift'):
-        fold = _shift_fold(w, s, ctx.nbbits, mode == 'Double-shift')
+        fold = _shift_fold(w, s, ctx.weight_bits[name], mode == 'Double-shift')
         if fold is None: mode = 'Fixed-point16'
         else: sc, c = fold; w, b, s = round_int(w * col(c)), b * c, s / c
     if sc is None:   # keep the levels, times the largest integer that fits: a finer accumulator unit for the bias
-        k = np.maximum((2 ** (ctx.nbbits - 1) - 1) // np.maximum(np.abs(w).reshape(len(w), -1).max(1), 1), 1)
+        k = np.maximum((2 ** (ctx.weight_bits[name] - 1) - 1) // np.maximum(np.abs(w).reshape(len(w), -1).max(1), 1), 1)
         w, b, s = w * col(k), b * k, s / k
     bias = round_int(b)
     bound = int(xmax * np.abs(w).reshape(len(w), -1).sum(1).max() + np.abs(bias).max(initial=0))
@@ -421,6 +430,7 @@ class _QatCtx:
     tops: dict = field(default_factory=dict)
     unsigned: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    weight_bits: dict = field(default_factory=dict)   # Conv/Fc -> bits of its integer weights: nbbits, or its levels' own width
 
 def _in_step(ctx, c):
     "The step shared by the inputs of `c`."
@@ -448,7 +458,7 @@ def _q_weighted(ctx, c, qc):
     live = s != 0
     s_use = np.where(live, np.abs(s), np.abs(s[live]).max() if live.any() else 1.0)
     w = levels * (np.sign(s) * live).astype(np.int64).reshape((-1,) + (1,) * (levels.ndim - 1))
-    top = 2 ** (ctx.nbbits - 1) - 1
+    top = 2 ** (ctx.weight_bits[c.name] - 1) - 1
     if w.max() > top:   # an asymmetric range (LSQ's Q_n = -2^(n-1)) times a negative BatchNorm scale
         ctx.notes.append(f"cell [{c.name}]: level {-top - 1} of an output with a negative scale is {top + 1} after the sign change, clipped to {top}")
         w = np.minimum(w, top)
@@ -554,6 +564,6 @@ def qat_to_qnetwork(net: Network,                          # a QAT network (quan
         kernel(ctx, c, qc)
         cells[c.name] = qc
     qnet = QNetwork(fused, cells, n, ctx.mode, True, float(stimuli_range))
-    qnet.notes, qnet.float_names = ctx.notes, {k: names.get(k, k) for k in cells}   # float_names: the QAT cell with the same output
+    qnet.notes, qnet.weight_bits, qnet.float_names = ctx.notes, ctx.weight_bits, {k: names.get(k, k) for k in cells}   # float_names: the QAT cell with the same output
     for note in ctx.notes: warnings.warn(note)
     return qnet

@@ -112,17 +112,44 @@ def test_nbbits_too_small():
     assert qat_to_qnetwork(qat_net('LSQ', 'LSQ', bits=8)).nbbits == 8          # None: 8 bits
 
 
-def test_sat_levels_too_wide_are_rounded():
-    "SAT Default levels 2k - 15 need 5 bits: at -nbbits 4 they are rounded (warned), at 8 they are kept."
+def test_sat_levels_kept_at_every_nbbits():
+    """SAT Default levels 2k - 15 need 5 signed bits: at -nbbits 4 the weights are those levels, in 5 bits (said in
+    `weight_bits`), at 8 they are the levels times the integer that fills 8 bits; bit-exact in onnxruntime both ways.
+    Levels 2k - 255 (9 bits) fit neither: rounded to 8 bits, with a warning."""
     net = qat_net('SAT', 'SAT', bits=4)
-    with pytest.warns(UserWarning, match=r"cell \[conv1\]: its levels reach 15, beyond 4-bit weights"):
-        qat_to_qnetwork(net, nbbits=4, stimuli=stimuli())
-    with warnings.catch_warnings():
-        warnings.simplefilter('error')
-        qnet = qat_to_qnetwork(net, nbbits=8, act_rescaling_mode='Floating-point', stimuli=stimuli())
     levels = net['conv2'].weights_quantizer._levels(net['conv2'].weights)[0]
-    k = 127 // np.abs(levels).reshape(8, -1).max(1)
-    assert (np.abs(qnet['conv2'].weights) == k[:, None, None, None] * np.abs(levels)).all()
+    assert np.abs(levels).max() == 15 and (levels % 2 == 1).all()
+    for nbbits, bits in ((4, 5), (8, 8)):
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')
+            qnet = qat_to_qnetwork(net, nbbits=nbbits, act_rescaling_mode='Floating-point', stimuli=stimuli())
+        k = (2 ** (bits - 1) - 1) // np.abs(levels).reshape(8, -1).max(1)
+        assert (np.abs(qnet['conv2'].weights) == k[:, None, None, None] * np.abs(levels)).all()
+        assert qnet.weight_bits['conv2'] == bits and qnet.nbbits == nbbits
+        assert not mismatches(qnet, to_onnx_int(qnet), 'explicit', quantize_input(qnet, stimuli()))
+    with pytest.warns(UserWarning, match=r"cell \[conv1\]: its levels reach 255, beyond 8-bit weights"):
+        qat_to_qnetwork(qat_net('SAT', 'SAT', bits=8), nbbits=8, stimuli=stimuli())
+
+
+def test_export_says_how_many_bits_the_weights_occupy(tmp_path):
+    "The export of a 4-bit Default SAT network at -nbbits 4: 5-bit weights, in the model's metadata and its Readme."
+    import json
+    from n2d2x.data import ArrayDatabase
+    from n2d2x.export import export_onnx
+    net = qat_net('SAT', 'SAT', bits=4)
+    imgs = stimuli(48, seed=3)[:, 0]
+    sp = StimuliProvider(ArrayDatabase(imgs, np.arange(48) % 10, {'Validation': np.arange(32), 'Test': np.arange(32, 48)}),
+                         (1, 12, 12), batch_size=16)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)
+        out = export_onnx(net, nbbits=4, out_dir=tmp_path, stimuli=sp, qat=True, db_export=-1, act_rescaling_mode='Fixed-point32')
+    assert out.report['verification']['softmax.Target']['identical'] == 16
+    meta = {p.key: p.value for p in onnx.load(out / 'model.onnx').metadata_props}
+    assert json.loads(meta['n2d2x.activation_bits']) == 4
+    assert json.loads(meta['n2d2x.weight_bits']) == {'conv1': 5, 'conv2': 5, 'fc1': 5, 'fc2': 5}
+    assert "weights in 4-bit signed integers, but for the trained levels that need more: conv1 5 bits" in (out / 'Readme.txt').read_text()
+    w = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(out / 'model.onnx').graph.initializer if t.name.endswith('_w')}
+    assert w and all(np.abs(v).max() <= 15 for v in w.values()), {k: int(np.abs(v).max()) for k, v in w.items()}
 
 
 def test_rintf_is_n2d2s_rounding():
