@@ -304,8 +304,7 @@ def _quantized(cell, train=False):
     "(the cell to compute with, what its weights quantizer saved): a copy holding the quantized weights, if it has one."
     q = getattr(cell, 'weights_quantizer', None)
     if q is None: return cell, None
-    masked = getattr(cell, 'masked_weights', None)   # a cell with a sparse map (Conv) zeroes its unconnected kernels
-    w = masked() if masked is not None else cell.weights
+    w = cell.masked_weights()   # a Conv with a sparse map zeroes its unconnected kernels
     if w is None: raise EngineError(f"cell [{cell.name}] has no weights: fill or load them first")
     wq, saved = q.forward(np.asarray(w), train)
     return dataclasses.replace(cell, weights=wq), saved

@@ -984,9 +984,8 @@ def _db_export(folder, sp, n, model_input, expected):
 # %% ../nbs/11_export.ipynb #00ea61a2
 def _bits_used(qnet):
     "What the integers of `qnet` occupy: {'activation_bits': n, 'weight_bits': {cell: bits}} (a QAT cell's levels may need more than n)."
-    wb = getattr(qnet, 'weight_bits', {})
     return {'activation_bits': qnet.nbbits,
-            'weight_bits': {qc.name: wb.get(qc.name, qnet.nbbits) for qc in qnet if qc.weights is not None and qc.cell is not None
+            'weight_bits': {qc.name: qnet.weight_bits.get(qc.name, qnet.nbbits) for qc in qnet if qc.weights is not None and qc.cell is not None
                             and 'weights' in qc.cell.parameters}}
 
 def _readme(rep):

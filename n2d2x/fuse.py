@@ -195,7 +195,7 @@ def equalizable(net, name, relu_clipping='skip'):
     return None
 
 # %% ../nbs/07_fuse.ipynb #cea89a12
-def _weights(c): return (c.masked_weights() if hasattr(c, 'masked_weights') else c.weights).astype(np.float64)
+def _weights(c): return c.masked_weights().astype(np.float64)
 
 def _by_input(c, w, dims):
     "Weights `w` of Conv/Fc `c` (input `dims`) as [groups, outputs per group, channels per group, rest]."

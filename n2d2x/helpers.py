@@ -5,6 +5,7 @@
 # %% ../nbs/00_helpers.ipynb #5d3f97e6
 from __future__ import annotations
 import numpy as np
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['BOOLS', 'MISSING', 'REGISTRIES', 'round_half_away', 'round_int', 'concat_channels', 'unique_name', 'parse_bool',
@@ -110,8 +111,6 @@ class Registry(dict):
         return deco
 
 # %% ../nbs/00_helpers.ipynb #d57581a6
-from fastcore.basics import patch
-
 @patch
 def refuse(self: Registry, *types, why):
     "Record that this stage does not handle `types`, and why (the message users see)."

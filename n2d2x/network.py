@@ -169,6 +169,8 @@ class Fc(Cell):
     additive: ClassVar[tuple] = ('bias',)
     rescales: ClassVar[bool] = True
 
+    def masked_weights(self): return self.weights   # every weight is connected
+
 @dataclass(repr=False)
 class Pool(Cell):
     "Max or average pooling, one output channel per input channel."
@@ -288,6 +290,8 @@ class Deconv(Cell):
     additive: ClassVar[tuple] = ('bias',)
     weights_input_first: ClassVar[bool] = True   # weights [C, M/groups, kH, kW], not [M, C/groups, kH, kW]
     rescales: ClassVar[bool] = True
+
+    def masked_weights(self): return self.weights   # full or grouped: every weight is connected
 
 @dataclass(repr=False)
 class LRN(Cell):

@@ -333,7 +333,7 @@ def _widest(nbbits): return max(int(nbbits), 8)   # ConvInteger and MatMulIntege
 
 def _weight_levels(ctx, c):
     "(integer weights, step [M]) of Conv or Fc `c`."
-    w, q = np.asarray(c.masked_weights() if hasattr(c, 'masked_weights') else c.weights, np.float32), getattr(c, 'weights_quantizer', None)
+    w, q = np.asarray(c.masked_weights(), np.float32), getattr(c, 'weights_quantizer', None)
     levels, step, why = None, None, 'it has no QWeight'
     if isinstance(q, SATWeights):
         v, step, _, _, scale = q._levels(w)

@@ -180,6 +180,7 @@ class QNetwork:
         self.env_unsigned, self.env_range = env_unsigned, env_range     # the stimuli: x_int = trunc(x / R * Q)
         self.env_scale = _levels(nbbits)[1 if env_unsigned else 0]      # Q = U_q or W_q
         self.per_output, self.no_unsigned = per_output, no_unsigned
+        self.weight_bits = {}   # a weighted cell whose integer weights need more than nbbits bits (QAT levels) -> its bits
         self.targets = [t.cell for t in net.targets]
 
     def __getitem__(self, name): return self.cells[name]
@@ -295,7 +296,7 @@ def _plan(ctx):
 def _weights(c):
     "The float64 weights of a Conv (unconnected kernels zeroed) or an Fc, and its bias (None without)."
     if c.weights is None: raise QuantizeError(f"cell [{c.name}] has no weights: fill or load them first")
-    w = np.asarray(c.masked_weights() if hasattr(c, 'masked_weights') else c.weights, np.float64)
+    w = np.asarray(c.masked_weights(), np.float64)
     b = None if c.no_bias or c.bias is None else np.asarray(c.bias, np.float64)
     return w, b
 
