@@ -325,6 +325,12 @@ class _Step:
     opset: int | None = None  # the opset this form of the op needs
     attrs: dict = field(default_factory=dict)
 
+def _integer_pair(g, x, s, y):
+    "y = op(x, U1 - 128) + op(x, U2 - 127) (nodes <s>_hi, <s>_lo, and the Add <s>): 9-bit weights as two uint8 tensors."
+    kind, u1, u2, z1, z2, xz = s.inputs
+    hi = g.node(kind, [x, u1, xz, z1], f'{s.name}_hi', **s.attrs)
+    return g.node('Add', [hi, g.node(kind, [x, u2, xz, z2], f'{s.name}_lo', **s.attrs)], y, name=s.name)
+
 def _round_half_away(g, x, s, y):
     "sign(x) * floor(|x| + 1/2) writing y (nodes <s>_abs, <s>_half, <s>_floor, <s>_sign, and <s>)."
     half = g.const(f'{s}_half_c', 0.5, g.num(np.float64))
@@ -339,6 +345,7 @@ def _chain(g, x, steps, out):
         x = g.cast(x, s.cast_in)
         z = f'{y}_ocast' if s.cast_out is not None and g.explicit else y
         if s.op == 'RoundHalfAway': _round_half_away(g, x, s.name, z)
+        elif s.op == 'IntegerPair': _integer_pair(g, x, s, z)
         else: g.node(s.op, [x, *s.inputs], z, name=s.name, opset=s.opset, **s.attrs)
         if z != y: g.node('Cast', [z], y, name=z, to=_onnx_type(s.cast_out))
         x = y
@@ -389,11 +396,12 @@ class _Plan:
 def _plan(g, qc):
     "The _Plan of the tail of `qc` in graph `g`."
     lo, hi = qc.clip or g.qnet.int_range(qc.name)
-    sc, bound, pos = qc.scaling, int(qc.acc_bound), _nonneg(qc)
-    relu = _relu(qc) or (g.explicit and not pos and lo >= 0 and sc.mode != 'Floating-point')
+    sc, bound, offset = qc.scaling, int(qc.acc_bound), qc.scaling.offset is not None   # an offset after x a: no Relu before
+    pos = _nonneg(qc) and not (offset and np.min(sc.offset) < 0)
+    relu = not offset and (_relu(qc) or (g.explicit and not pos and lo >= 0 and sc.mode != 'Floating-point'))
     if sc.mode == 'Floating-point': return _Plan(lo, hi, relu, bound=bound)
     a, b, c = _division(sc)
-    need = not g.fake and not pos and lo < 0 and (g.explicit or not _pow2(c))
+    need = not g.fake and not pos and (lo < 0 or offset) and (g.explicit or not _pow2(c))
     k = int(max(0, np.ceil((bound * a - b) / c).max())) if need else 0
     bound = int(bound * a.max() + b.max() + k * c.max())
     if bound >= 2 ** 63: raise ExportError(f"cell [{qc.name}]: rescaling numerators up to {bound:.3g} overflow int64")
@@ -425,9 +433,10 @@ def _named(s, parts):
     return [_Step(s if i == 0 else f'{s}_{role}', op, ins, **kw) for i, (role, op, ins, kw) in enumerate(parts)]
 
 def _rescale_float(g, qc, p, s):
-    "Floating-point: v = x * s_o in float64 (float32 when fake), rounded half away from zero."
-    f = g.const(f'{s}_factor', _column(qc.scaling.factor), g.num(np.float64))
+    "Floating-point: v = x * s_o (+ the offset) in float64 (float32 when fake), rounded half away from zero."
+    f, o = g.const(f'{s}_factor', _column(qc.scaling.factor), g.num(np.float64)), qc.scaling.offset
     parts = [('mul', 'Mul', (f,), dict(cast_in=np.float64))]
+    if o is not None: parts.append(('bias', 'Add', (g.const(f'{s}_bias_f', _column(o), g.num(np.float64)),), {}))
     if p.lo >= 0: return _named(s, parts + [('half', 'Add', (g.const(f'{s}_half_c', 0.5, g.num(np.float64)),), {}),
                                           ('floor', 'Floor', (), {})])
     return _named(s, parts + [('round', 'RoundHalfAway', (), {})])
@@ -448,7 +457,7 @@ def _rescale(g, qc, p, s):
     "The rescaling steps of `qc`, the first named s."
     if p.floating: return _rescale_float(g, qc, p, s)
     k = lambda name, v: g.const(f'{s}_{name}', _column(v), g.num(p.zt))
-    add = p.b + p.k * p.c - p.fold
+    add = p.b + p.k * p.c - p.fold   # the rounding, the offset, and k c
     parts = [] if (p.a == 1).all() else [('mul', 'Mul', (k('m', p.a),), {})]
     if add.any(): parts.append(('half', 'Add', (k('half_c', add),), {}))
     parts += _divide(g, p, s)
@@ -460,11 +469,23 @@ def _rescale(g, qc, p, s):
 # %% ../nbs/11_export.ipynb #6766ba20
 _INT_CELLS = Registry('integer export', ExportError, kind='qcell')   # QCell type -> f(g, qc, xs, plan)
 
+def _pair(g, n, w):
+    "Names of U1, U2 and their zero points 128 and 127: uint8 tensors with (U1 - 128) + (U2 - 127) = w, |w| <= 255."
+    w = np.asarray(w, np.int64)
+    if w.min() < -255 or w.max() > 255: raise ExportError(f"cell [{n}]: integer weights from {w.min()} to {w.max()} need more than 9 bits")
+    u1 = (w + 255) // 2
+    a = g.const(f'{n}_w', u1, np.uint8)
+    b = a if (2 * u1 == w + 255).all() else g.const(f'{n}_w2', w + 255 - u1, np.uint8)   # SAT's levels 2k - 255: U1 = U2 = k
+    return a, b, g.const(f'{n}_w_zero_point', 128, np.uint8), g.const(f'{n}_w2_zero_point', 127, np.uint8)
+
 def _op(g, qc, p, op, w, attrs, extra=()):
-    "A Conv or Fc operation: ConvInteger / MatMulInteger on int8 weights, or Conv / Gemm with the bias when fake."
+    "A Conv or Fc operation: ConvInteger / MatMulInteger on int8 weights (9-bit ones as a pair), or Conv / Gemm with the bias when fake."
     n = qc.name
     if not g.fake:
-        return _Step(n, {'Conv': 'ConvInteger', 'Gemm': 'MatMulInteger'}[op], (g.const(f'{n}_w', w, np.int8), *extra), attrs=attrs)
+        kind = {'Conv': 'ConvInteger', 'Gemm': 'MatMulInteger'}[op]
+        if np.min(w, initial=0) >= -128 and np.max(w, initial=0) <= 127:
+            return _Step(n, kind, (g.const(f'{n}_w', w, np.int8), *extra), attrs=attrs)
+        return _Step(n, 'IntegerPair', (kind, *_pair(g, n, w), *(extra or ('',))), attrs=attrs)
     b = _bias(qc, p)
     return _Step(n, op, (g.const(f'{n}_w', w, np.float32), *(() if b is None else (g.const(f'{n}_b', b, np.float32),))),
                  attrs=attrs)
@@ -525,9 +546,11 @@ def _int_pool(g, qc, xs, p):
 
 # %% ../nbs/11_export.ipynb #d390c254
 def _sum(g, qc, xs, out):
-    "Sum or AbsSum: +-x_i (|x_i|) by the sign of each weight, writing `out`."
+    "Sum or AbsSum: the sum of k_i x_i (k_i |x_i|) for the integer coefficients k_i, writing `out`."
     n, op = qc.name, qc.cell.operation
     terms = [(k, g.node('Abs', [x], f'{n}_abs{i}') if op == 'AbsSum' else x) for i, (k, x) in enumerate(zip(qc.coeffs, xs)) if k]
+    terms = [(k, x if abs(k) == 1 else g.node('Mul', [x, g.const(f'{n}_k{i}', abs(k), g.num(np.int32))], f'{n}_times{i}'))
+             for i, (k, x) in enumerate(terms)]
     if not terms: raise ExportError(f"cell [{n}]: every weight of the ElemWise {op} is 0")
     (k0, t), last = terms[0], len(terms) - 1
     if k0 < 0 or not last: t = g.node('Neg' if k0 < 0 else 'Identity', [t], out if not last else f'{n}_neg', name=n if not last else None)
@@ -983,10 +1006,18 @@ def _db_export(folder, sp, n, model_input, expected):
 
 # %% ../nbs/11_export.ipynb #00ea61a2
 def _bits_used(qnet):
-    "What the integers of `qnet` occupy: {'activation_bits': n, 'weight_bits': {cell: bits}} (a QAT cell's levels may need more than n)."
-    return {'activation_bits': qnet.nbbits,
+    """What the integers of `qnet` occupy, tensor by tensor and weights by cell: {'activation_bits': {tensor: bits},
+    'weight_bits': {cell: bits}}. PTQ: nbbits everywhere; QAT: a quantizer's grid may need fewer, trained levels more."""
+    acts = {n: qnet.act_bits.get(n, qnet.nbbits) for n in ['env', *(qc.name for qc in qnet if qc.step is not None)]}
+    return {'activation_bits': acts,
             'weight_bits': {qc.name: qnet.weight_bits.get(qc.name, qnet.nbbits) for qc in qnet if qc.weights is not None and qc.cell is not None
                             and 'weights' in qc.cell.parameters}}
+
+def _by_bits(d):
+    "'4 bits: a, b; 8 bits: c' from {name: bits}."
+    groups = {}
+    for k, b in d.items(): groups.setdefault(b, []).append('stimuli' if k == 'env' else k)
+    return '; '.join(f"{b} bits: {', '.join(v)}" for b, v in sorted(groups.items()))
 
 def _readme(rep):
     "Readme.txt of an integer export, from its report."
@@ -1001,9 +1032,12 @@ def _readme(rep):
                                     "stimuli measured the outputs without one)")
     else: lines.append(f"statistics/calibration/: N2D2's calibration statistics ({cal['stimuli']} {cal['partition']} "
                        f"stimuli{', reloaded' if cal['reloaded'] else ''}; -calib-reload reads them)")
-    wide = {c: b for c, b in rep['bits']['weight_bits'].items() if b != rep['nbbits']}
-    if wide: lines.append(f"weights in {rep['nbbits']}-bit signed integers, but for the trained levels that need more: "
-                          + ', '.join(f"{c} {b} bits" for c, b in wide.items()) + " (model.onnx metadata: n2d2x.weight_bits)")
+    acts, weights = rep['bits']['activation_bits'], rep['bits']['weight_bits']
+    if set(acts.values()) | set(weights.values()) != {rep['nbbits']}:
+        lines.append(f"the values each tensor holds (model.onnx metadata n2d2x.activation_bits, n2d2x.weight_bits): activations "
+                     f"{_by_bits(acts)}; weights {_by_bits(weights)}"
+                     + ("; 9-bit weights are two uint8 tensors, W = (<cell>_w - 128) + (<cell>_w2 - 127) (<cell>_w2 absent: "
+                        "the same tensor twice)" if 9 in weights.values() else ''))
     if rep['db_export']:
         lines += [f"stimuli/envNN.pgm|ppm: {rep['db_export']} test stimuli: header, planar C,H,W values of the input type, int32 label",
                   "stimuli/envNN.out: the expected integers of each target (of a Softmax's input), int32 little-endian, C,H,W",

@@ -308,13 +308,24 @@ def _fold(net):
     return net, folds, names
 
 # %% ../nbs/10_qat.ipynb #4e552c67
+def _trained(c):
+    "[(key, quantizer)] of cell `c` whose levels the training fixed (a SAT QWeight with ApplyQuantization=0 only clamps)."
+    qs = [('QWeight', getattr(c, 'weights_quantizer', None)), ('QAct', getattr(c, 'output_quantizer', None))]
+    return [(k, q) for k, q in qs if q is not None and getattr(q, 'apply_quantization', True)]
+
 def _bits(net, nbbits):
-    "The bit width of the integer network: `nbbits`, checked against the output quantizers' ranges, or the default."
-    need = {c.name: math.ceil(math.log2(c.output_quantizer.range + 1)) for c in net if getattr(c, 'output_quantizer', None)}
-    if nbbits is None: return max([8, *need.values()])
-    for name, b in need.items():
-        if b > nbbits: raise QATError(f"cell [{name}]: QAct.Range={net[name].output_quantizer.range} needs {b} bits, more than -nbbits {nbbits}")
+    "The bits asked for: `nbbits`, which must hold every trained Range (QATError saying what to pass), or None: the widest, at least 8."
+    need = [(math.ceil(math.log2(q.range + 1)), c.name, k, q.range) for c in net for k, q in _trained(c)]
+    if nbbits is None: return max([8, *(b for b, *_ in need)])
+    wide = [v for v in need if v[0] > nbbits]
+    if wide:
+        b, name, key, r = max(wide, key=lambda v: v[0])
+        more = f" ({len(wide) - 1} other quantizer{'s' if len(wide) > 2 else ''} too)" if len(wide) > 1 else ''
+        raise QATError(f"cell [{name}]: {key}.Range={r} needs {b} bits, more than -nbbits {nbbits}{more}: "
+                       f"export it with -nbbits {b}, or train it with Range={2 ** nbbits - 1}")
     return nbbits
+
+def _container(n): return max(int(n), 8)   # the width of every integer tensor: what the training did not fix is held on it
 
 # %% ../nbs/10_qat.ipynb #e581b8b7
 def _rintf(q, c, v, step, scale):
@@ -329,7 +340,7 @@ def signed_bits(levels):
     top = max(int(np.max(levels, initial=0)), -int(np.min(levels, initial=0)) - 1, 0)
     return max(top.bit_length() + 1, 2)
 
-def _widest(nbbits): return max(int(nbbits), 8)   # ConvInteger and MatMulInteger hold weights in int8 at any width up to 8
+def _widest(nbbits): return max(int(nbbits) + 1, 9)   # int8 weights, or 9 bits as two uint8 tensors; above 8 bits fake-quantized
 
 def _weight_levels(ctx, c):
     "(integer weights, step [M]) of Conv or Fc `c`."
@@ -342,14 +353,15 @@ def _weight_levels(ctx, c):
     elif isinstance(q, LSQWeights):
         levels, _, s = q._levels(w)
         step = float(s)
-    bits = ctx.nbbits if levels is None else max(ctx.nbbits, signed_bits(levels))   # the trained levels' own width
-    if bits > _widest(ctx.nbbits):
-        w, levels, why = levels * step, None, f"its levels reach {int(np.abs(levels).max())}, beyond {_widest(ctx.nbbits)}-bit weights"
-        bits = ctx.nbbits
     if levels is None:
+        bits = _container(ctx.nbbits)
         step = (float(np.abs(w).max()) or 1.0) / int_range(False, bits)[1]
         levels = round_int(w / step)
-        ctx.notes.append(f"cell [{c.name}]: {why}: weights rounded to {bits} bits (not the levels it was trained with)")
+        ctx.notes.append(f"cell [{c.name}]: {why}: its float weights rounded to {bits} bits, as PTQ does")
+    else: bits = max(ctx.nbbits, signed_bits(levels))   # the trained levels' own width, or wider to fill -nbbits
+    if bits > _widest(ctx.nbbits):   # _bits let no such Range through: a quantizer outside its own Range
+        raise QATError(f"cell [{c.name}]: its trained levels reach {int(np.abs(levels).max())}, which {_widest(ctx.nbbits)}-bit "
+                       f"weights cannot hold: export it with -nbbits {bits - 1}")
     ctx.weight_bits[c.name] = bits
     return np.asarray(levels, np.int64), np.full(len(w), float(step))
 
@@ -380,8 +392,9 @@ def _output_grid(ctx, c, bound):
     q = getattr(c, 'output_quantizer', None)
     if q is not None: step, lo, hi = q.grid()
     else:
-        lo, hi = int_range(c.activation is not None and c.activation.range()[0] >= 0, ctx.nbbits)   # a ReLU: unsigned
-        step = (ctx.ranges.get(c.name) or bound or 1.0) / max(abs(lo), hi)
+        bits = 16 if c.name in ctx.logits else _container(ctx.nbbits)
+        lo, hi = int_range(c.activation is not None and c.activation.range()[0] >= 0, bits)   # a ReLU: unsigned
+        step = ctx.sum_steps.get(c.name) or (ctx.ranges.get(c.name) or bound or 1.0) / max(abs(lo), hi)
     return (step, *_activation_clip(c, step, lo, hi))
 
 # %% ../nbs/10_qat.ipynb #803ef811
@@ -408,13 +421,14 @@ def _integerize(ctx, name, w, b, s, xmax):
         fold = _shift_fold(w, s, ctx.weight_bits[name], mode == 'Double-shift')
         if fold is None: mode = 'Fixed-point16'
         else: sc, c = fold; w, b, s = round_int(w * col(c)), b * c, s / c
-    if sc is None:   # keep the levels, times the largest integer that fits: a finer accumulator unit for the bias
-        k = np.maximum((2 ** (ctx.weight_bits[name] - 1) - 1) // np.maximum(np.abs(w).reshape(len(w), -1).max(1), 1), 1)
-        w, b, s = w * col(k), b * k, s / k
-    bias = round_int(b)
-    bound = int(xmax * np.abs(w).reshape(len(w), -1).sum(1).max() + np.abs(bias).max(initial=0))
-    if sc is None: sc = Scaling(mode, s) if mode == 'Floating-point' else fixed_point(s, mode, f"cell [{name}]", bound)
-    return w, bias, sc, bound, s
+    if sc is not None:   # the shift modes: the bias in accumulator units
+        bias = round_int(b)
+        return w, bias, sc, int(xmax * np.abs(w).reshape(len(w), -1).sum(1).max() + np.abs(bias).max(initial=0)), s
+    # the levels as they are; the bias after the multiplier, in its finer units (the Scaling's offset)
+    bound = int(np.ceil(xmax * np.abs(w).reshape(len(w), -1).sum(1).max() + np.abs(b).max(initial=0)))
+    sc = Scaling(mode, s) if mode == 'Floating-point' else fixed_point(s, mode, f"cell [{name}]", bound)
+    sc.offset = b * s if mode == 'Floating-point' else round_int(b * sc.multiplier)
+    return w, None, sc, bound, s
 
 # %% ../nbs/10_qat.ipynb #16c66d15
 @dataclass
@@ -431,6 +445,9 @@ class _QatCtx:
     unsigned: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
     weight_bits: dict = field(default_factory=dict)   # Conv/Fc -> bits of its integer weights: nbbits, or its levels' own width
+    act_bits: dict = field(default_factory=dict)      # tensor -> bits of its integers (its grid [lo, hi])
+    sum_steps: dict = field(default_factory=dict)     # Conv/Fc without QAct feeding a Sum -> the step it takes (_sum_steps)
+    logits: set = field(default_factory=set)          # Conv/Fc without QAct read by Softmax cells only, or by nothing: 16 bits
 
 def _in_step(ctx, c):
     "The step shared by the inputs of `c`."
@@ -441,6 +458,7 @@ def _in_step(ctx, c):
 def _set_output(ctx, qc, step, lo, hi):
     qc.step, qc.clip, qc.out_unsigned = step, (lo, hi), lo >= 0
     ctx.steps[qc.name], ctx.tops[qc.name], ctx.unsigned[qc.name] = step, max(-lo, hi), lo >= 0
+    ctx.act_bits[qc.name] = int(hi).bit_length() if lo >= 0 else signed_bits([lo, hi])
     qc.threshold = step * max(-lo, hi)
 
 _QAT_CELLS = Registry('QAT export', QATError, kind='cell')   # cell type -> kernel(ctx, cell, qcell): fills the QCell
@@ -448,7 +466,7 @@ _QAT_CELLS = Registry('QAT export', QATError, kind='cell')   # cell type -> kern
 # %% ../nbs/10_qat.ipynb #203bca4d
 @_QAT_CELLS.register('Conv', 'Fc')
 def _q_weighted(ctx, c, qc):
-    "Conv / Fc (+ folded BatchNorm): integer levels, bias in accumulator units, rescaling s_o, clip of the output grid."
+    "Conv / Fc (+ folded BatchNorm): integer levels, the bias, rescaling s_o, clip of the output grid."
     levels, w_step = _weight_levels(ctx, c)
     f, shift = ctx.folds[c.name]
     xmax, acc = max(ctx.tops[i] for i in c.inputs), qc.in_step * w_step * f
@@ -458,11 +476,8 @@ def _q_weighted(ctx, c, qc):
     live = s != 0
     s_use = np.where(live, np.abs(s), np.abs(s[live]).max() if live.any() else 1.0)
     w = levels * (np.sign(s) * live).astype(np.int64).reshape((-1,) + (1,) * (levels.ndim - 1))
-    top = 2 ** (ctx.weight_bits[c.name] - 1) - 1
-    if w.max() > top:   # an asymmetric range (LSQ's Q_n = -2^(n-1)) times a negative BatchNorm scale
-        ctx.notes.append(f"cell [{c.name}]: level {-top - 1} of an output with a negative scale is {top + 1} after the sign change, clipped to {top}")
-        w = np.minimum(w, top)
     qc.weights, qc.bias, qc.scaling, qc.acc_bound, qc.scale = _integerize(ctx, c.name, w, shift / step / s_use, s_use, xmax)
+    ctx.weight_bits[c.name] = signed_bits(qc.weights)   # what they occupy: LSQ's -2^(n-1) flipped by a negative scale is one bit more
     _set_output(ctx, qc, step, lo, hi)
 
 # %% ../nbs/10_qat.ipynb #a8c2d2d7
@@ -498,7 +513,7 @@ def _q_pool(ctx, c, qc):
     if not c.count_include_pad and any(c.pads):
         raise QATError(f"cell [{c.name}]: an average pool that does not count its padding (imported) has no QAT export; PTQ exports it")
     d, top = int(np.prod(c.kernel)), ctx.tops[c.inputs[0]]
-    lo, hi = int_range(qc.out_unsigned, ctx.nbbits)
+    lo, hi = int_range(qc.out_unsigned, _container(ctx.nbbits))
     e = max(0, -math.floor(math.log2(hi / (d * top))))          # f = 2^-e <= 1, d * top * f <= hi
     if d * 2.0 ** -e <= 1:                                       # no room: N2D2's rounded division
         qc.scale = np.full(c.dims[0], 1.0 / d)
@@ -525,9 +540,50 @@ def _q_activation(ctx, c, qc):
 def _q_softmax(ctx, c, qc): qc.step, qc.out_unsigned = None, None
 
 _QAT_CELLS.refuse('BatchNorm', why='a BatchNorm has no integer form of its own: it is folded into the Conv or Fc it reads')
-_QAT_CELLS.refuse('ElemWise', why="the QAT export does not align the steps of several inputs: export it float (-nbbits -32), "
-                                  "or quantize the network after training (PTQ: n2d2x.qat.without_quantizers, calibrate, quantize)")
 _QAT_CELLS.refuse('Deconv', 'LRN', why='no integer form; export it float (-nbbits -32)')
+
+# %% ../nbs/10_qat.ipynb #24fe2be0
+def _free(c):
+    "True when `c` is a Conv or Fc whose output has no quantizer: the integer network picks its step."
+    return c.type in ('Conv', 'Fc') and getattr(c, 'output_quantizer', None) is None
+
+def _sum_steps(net, ranges, nbbits):
+    "{free cell feeding an ElemWise Sum: its step}: the grid of a quantized input of the sum, else the widest measured range."
+    steps = {}
+    for e in (c for c in net if c.type == 'ElemWise' and c.operation == 'Sum'):
+        ins = [net[i] for i in dict.fromkeys(e.inputs) if i != 'env']
+        free = [c for c in ins if _free(c) and c.name not in steps]
+        if not free: continue
+        grids = [c.output_quantizer.grid()[0] for c in ins if getattr(c, 'output_quantizer', None) is not None]
+        if not grids and not all(c.name in ranges for c in free):
+            raise QATError(f"cell [{e.name}]: the common step of its inputs {e.inputs} is measured on stimuli: give them")
+        top = int_range(False, _container(nbbits))[1]
+        step = grids[0] if grids else (max(ranges[c.name] for c in free) or 1.0) / top
+        steps.update((c.name, step) for c in free)
+    return steps
+
+def _coefficients(c):
+    "(integer k_i, w_0) with w_i = k_i w_0 of an ElemWise Sum's weights; QATError when they are not such multiples."
+    w = np.asarray(c.weights or [1.0] * len(c.inputs), np.float64)
+    w0 = float(np.abs(w[w != 0]).min()) if w.any() else 1.0
+    k = np.rint(w / w0)
+    if c.operation != 'Sum' or not np.allclose(k * w0, w, rtol=1e-6, atol=0) or np.abs(k).max() > 16:
+        raise QATError(f"cell [{c.name}]: the QAT export adds inputs (ElemWise Sum, weights that are small integer multiples "
+                       f"of one another); this is {c.operation} {list(w)}: export it float (-nbbits -32), or quantize it after training (PTQ)")
+    return [int(v) for v in k], w0
+
+# %% ../nbs/10_qat.ipynb #d873bff7
+@_QAT_CELLS.register('ElemWise')
+def _q_elemwise(ctx, c, qc):
+    "A Sum of inputs on one step: w_0 times their integer combination, rescaled to the cell's QAct grid (or one that holds it)."
+    qc.coeffs, w0 = _coefficients(c)
+    shift = sum(c.shifts or [0.0])
+    qc.bias = None if shift == 0 else np.full(c.dims[0], int(round_int(shift / (w0 * qc.in_step))))
+    bound = sum(abs(k) * ctx.tops[i] for k, i in zip(qc.coeffs, c.inputs)) + (0 if qc.bias is None else abs(int(qc.bias[0])))
+    step, lo, hi = _output_grid(ctx, c, bound * w0 * qc.in_step)
+    qc.scale, qc.acc_bound = np.full(c.dims[0], w0 * qc.in_step / step), bound
+    qc.scaling, _ = approximate_scaling(qc.scale, ctx.mode, f"cell [{c.name}]", compensable=False, bound=bound)
+    _set_output(ctx, qc, step, lo, hi)
 
 # %% ../nbs/10_qat.ipynb #fb9f97e7
 def _ranges(net, fused, names, stimuli):
@@ -542,7 +598,7 @@ def _ranges(net, fused, names, stimuli):
 
 # %% ../nbs/10_qat.ipynb #137bbb80
 def qat_to_qnetwork(net: Network,                          # a QAT network (quantizers attached, trained)
-                    nbbits: int | None = None,             # -nbbits: width of every integer; None: 8, or what QAct ranges need
+                    nbbits: int | None = None,             # -nbbits: must hold every trained Range; None: the widest, at least 8
                     act_rescaling_mode: str = 'Single-shift',  # -act-rescaling-mode
                     wt_round_mode: str = 'NONE',           # -wt-round-mode: NONE (exact levels) or RINTF (N2D2's rounding)
                     b_round_mode: str = 'NONE',            # -b-round-mode: accepted, no effect (biases are integers)
@@ -556,14 +612,19 @@ def qat_to_qnetwork(net: Network,                          # a QAT network (quan
     fused, folds, names = _fold(net)
     n = _bits(net, nbbits)
     ctx = _QatCtx(fused, folds, n, check_options(n, act_rescaling_mode), wt_round_mode, _ranges(net, fused, names, stimuli))
-    ctx.steps['env'], ctx.tops['env'], ctx.unsigned['env'] = stimuli_range / (2 ** n - 1), 2 ** n - 1, True
+    ctx.sum_steps = _sum_steps(fused, ctx.ranges, n)
+    readers = {c.name: [r.type for r in fused if c.name in r.inputs] for c in fused}
+    ctx.logits = {c.name for c in fused if _free(c) and c.name not in ctx.sum_steps and all(t == 'Softmax' for t in readers[c.name])}
+    top = 2 ** _container(n) - 1   # the stimuli on the container's bits, as N2D2 (x 255)
+    ctx.steps['env'], ctx.tops['env'], ctx.unsigned['env'] = stimuli_range / top, top, True
     cells = {}
     for c in fused:
         kernel = _QAT_CELLS.lookup(c.type, c.name)
         qc = QCell(c.name, c.type, list(c.inputs), c, _in_step(ctx, c), in_unsigned=all(ctx.unsigned[i] for i in c.inputs))
         kernel(ctx, c, qc)
         cells[c.name] = qc
-    qnet = QNetwork(fused, cells, n, ctx.mode, True, float(stimuli_range))
+    qnet = QNetwork(fused, cells, _container(n), ctx.mode, True, float(stimuli_range))
     qnet.notes, qnet.weight_bits, qnet.float_names = ctx.notes, ctx.weight_bits, {k: names.get(k, k) for k in cells}   # float_names: the QAT cell with the same output
+    qnet.act_bits = {k: b for k, b in ctx.act_bits.items() if b != qnet.nbbits}
     for note in ctx.notes: warnings.warn(note)
     return qnet

@@ -44,25 +44,28 @@ class Scaling:
     shift: np.ndarray | None = None        # Fixed-point: f; Single-shift: e; Double-shift: e1 (int64 [C])
     left_shift: np.ndarray | None = None   # Double-shift: e1 - e0 (int64 [C])
     divisor: int = 1                       # Divide: d
+    offset: np.ndarray | None = None       # added to x a (integer modes, int64 [C]) or to x s (Floating-point, float64 [C])
 
     def __repr__(self): return f"Scaling({self.mode}, {self.describe()})"
 
 # %% ../nbs/09_quantize.ipynb #8ef3ae70
 @patch
 def division(self: Scaling):
-    "(a, b, c), int64 [C] each, with y = floor((x * a + b) / c); None for Floating-point."
+    "(a, b, c), int64 [C] each, with y = floor((x * a + b) / c) (b: the rounding, plus the offset); None for Floating-point."
     n, m = len(self.factor), self.mode
     if m == 'Floating-point': return None
     if m == 'Divide': return np.full(n, 2), np.full(n, self.divisor), np.full(n, 2 * self.divisor)
     e = np.asarray(self.shift, np.int64)
     a = self.multiplier if m in _LIMITS else 1 + (np.int64(1) << self.left_shift) if m == 'Double-shift' else np.ones(n)
-    return np.asarray(a, np.int64), (np.int64(1) << e) >> 1, np.int64(1) << e
+    b = (np.int64(1) << e) >> 1
+    return np.asarray(a, np.int64), b if self.offset is None else b + np.asarray(self.offset, np.int64), np.int64(1) << e
 
 # %% ../nbs/09_quantize.ipynb #2cf3b67a
 def _bcast(a, x): return np.asarray(a).reshape((1, -1) + (1,) * (x.ndim - 2))
 
 def _floating(s, x):   # sign(y) floor(|y| + 1/2): the nodes of the ONNX graph (see Rounding)
     y = x.astype(np.float64) * _bcast(s.factor, x)
+    if s.offset is not None: y = y + _bcast(s.offset, x)
     return (np.sign(y) * np.floor(np.abs(y) + 0.5)).astype(np.int64)
 
 @patch
@@ -71,7 +74,7 @@ def __call__(self: Scaling, x):
     x = np.asarray(x, np.int64)
     if self.mode == 'Floating-point': return _floating(self, x)
     a, b, c = self.division()
-    if float(np.abs(x).max(initial=0)) * float(a.max()) + float(b.max()) >= 2.0 ** 63:
+    if float(np.abs(x).max(initial=0)) * float(a.max()) + float(np.abs(b).max()) >= 2.0 ** 63:
         raise QuantizeError(f"{self.mode} rescaling: int64 overflow ({np.abs(x).max()} x {a.max()})")
     return (x * _bcast(a, x) + _bcast(b, x)) // _bcast(c, x)
 
@@ -138,9 +141,10 @@ def effective(self: Scaling):
 def describe(self: Scaling):
     "A short description: the integers of channel 0, '(per channel)' when the channels differ."
     m, k = self.mode, ('' if self.factor is None or len(set(np.round(self.effective, 12))) <= 1 else ' (per channel)')
-    if m == 'Floating-point': return f"x{self.factor[0]:.6g}{k}"
+    o = '' if self.offset is None or not np.any(self.offset) else f" +{self.offset[0]:.6g} after x"
+    if m == 'Floating-point': return f"x{self.factor[0]:.6g}{o}{k}"
     if m == 'Divide': return f"/{self.divisor}"
-    if m in _LIMITS: return f"x{self.multiplier[0]}>>{self.shift[0]}{k}"
+    if m in _LIMITS: return f"x{self.multiplier[0]}{o}>>{self.shift[0]}{k}"
     if m == 'Single-shift': return f">>{self.shift[0]}{k}"
     return f"(x+x<<{self.left_shift[0]})>>{self.shift[0]}{k}"
 
@@ -165,7 +169,7 @@ class QCell:
     clip: tuple | None = None          # (lo, hi) after the rescaling (None: no clip needed)
     acc_bound: int | None = None       # static bound on |accumulator| (what the rescaling multiplies)
     threshold: float | None = None     # T = step * Q_out as used (after a folded alignment: the common, coarser one)
-    table: Lookup | None = None        # Activation cells: the activation as a table of the input integers, after the clip
+    table: 'Lookup | None' = None      # Activation cells: the activation as a table of the input integers, after the clip
 
     def __repr__(self):
         sc = '' if self.scaling is None else f", {self.scaling!r}"
@@ -181,6 +185,7 @@ class QNetwork:
         self.env_scale = _levels(nbbits)[1 if env_unsigned else 0]      # Q = U_q or W_q
         self.per_output, self.no_unsigned = per_output, no_unsigned
         self.weight_bits = {}   # a weighted cell whose integer weights need more than nbbits bits (QAT levels) -> its bits
+        self.act_bits = {}      # a tensor whose integers take other than nbbits bits (QAT: a quantizer's grid, 16-bit logits) -> its bits
         self.targets = [t.cell for t in net.targets]
 
     def __getitem__(self, name): return self.cells[name]
@@ -201,14 +206,14 @@ def unsigned(self: QNetwork, name):
 
 @patch
 def int_range(self: QNetwork, name):
-    "[lo, hi] of the integer type of tensor `name`."
-    return int_range(self.unsigned(name), self.nbbits)
+    "[lo, hi] of the integer type of tensor `name`: nbbits, or wider for a tensor that act_bits says is."
+    return int_range(self.unsigned(name), max(self.nbbits, self.act_bits.get(name, 0)))
 
 @patch
 def dtype(self: QNetwork, name):
     "numpy dtype of tensor `name`: (u)int8 up to 8 bits, (u)int16 up to 16, float32 for a float output (a Softmax)."
     if name != 'env' and self.cells[name].step is None: return np.dtype(np.float32)
-    bits = 8 if self.nbbits <= 8 else 16
+    bits = 8 if max(self.nbbits, self.act_bits.get(name, 0)) <= 8 else 16
     return np.dtype(f"{'u' if self.unsigned(name) else ''}int{bits}")
 
 # %% ../nbs/09_quantize.ipynb #fc290f27
