@@ -8,10 +8,11 @@ import ast, math, operator, os, re, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from fastcore.basics import patch
+from . import helpers
 from .helpers import MISSING, parse_bool
 
 # %% auto #0
-__all__ = ['IniError', 'Prop', 'Section', 'Ini', 'expand_env']
+__all__ = ['N2D2_MODELS_DIR', 'IniError', 'Prop', 'Section', 'Ini', 'env_var', 'expand_env', 'render_template']
 
 # %% ../nbs/00_ini.ipynb #4c338b8a
 class IniError(ValueError):
@@ -27,7 +28,7 @@ class Prop:
     "One `key=value` line: its raw value and where it was written."
     value: str  # text after comment stripping, quote removal and continuation joining
     line: int   # line where the key starts
-    file: str   # file name used in error messages
+    file: str   # file name used in error messages (a template's, for a section it rendered)
 
 @dataclass
 class Section:
@@ -36,6 +37,8 @@ class Section:
     line: int
     bases: list = field(default_factory=list)
     props: dict = field(default_factory=dict)  # key -> Prop
+    file: str = None      # file of the header line (None: the INI file itself)
+    template: str = None  # 'file.ini.tpl' of a `[name@file.ini.tpl]` header, as written
 
 # %% ../nbs/00_ini.ipynb #e650cc6b
 def _logical_lines(text):
@@ -70,42 +73,51 @@ class Ini:
 _HEADER = re.compile(r'\[([^\]]*)\](.*)')
 
 @patch
-def _add_section(self:Ini, line, n):
-    "Start the section whose header is `line` (line `n`), copying the properties of its bases."
+def _add_section(self:Ini, line, n, file=None, parent=None):
+    "Start the section whose header is `line` (line `n` of `file`), copying the properties of its bases."
+    file = file or self.path
     m = _HEADER.fullmatch(line)
-    if not m or not m[1].strip(): raise IniError(f'malformed section header {line!r}', self.path, n)
-    name, bases = m[1].strip(), m[2].split()
-    if '@' in name: raise IniError(f'[{name}]: templates ([name@file.ini.tpl]) are not supported yet', self.path, n)
+    if not m or not m[1].strip(): raise IniError(f'malformed section header {line!r}', file, n)
+    (name, at, tpl), bases = m[1].strip().partition('@'), m[2].split()
+    if at and (not name or not tpl.strip() or '@' in tpl): raise IniError(f'malformed template header {line!r} (write [name@file.ini.tpl])', file, n)
     if name in self.sections:
-        raise IniError(f'duplicate section [{name}] (first defined at line {self.sections[name].line})', self.path, n)
+        s = self.sections[name]
+        raise IniError(f'duplicate section [{name}] (first defined at {"" if s.file == file else s.file + ":"}line {s.line})', file, n)
     for b in bases:
-        if b not in self.sections: raise IniError(f'[{name}]: unknown base section [{b}] (a base must come before)', self.path, n)
-    self.sections[name] = Section(name, n, bases, {k: p for b in bases for k, p in self.sections[b].props.items()})
+        if b not in self.sections: raise IniError(f'[{name}]: unknown base section [{b}] (a base must come before)', file, n)
+    props = {k: p for b in bases for k, p in self.sections[b].props.items()}
+    if parent: props['$PARENT_SECTION_NAME'] = Prop(parent, n, file)
+    self.sections[name] = Section(name, n, bases, props, file, tpl.strip() or None)
     return self.sections[name]
 
 # %% ../nbs/00_ini.ipynb #afb6c4a3
 @patch
-def _add_prop(self:Ini, props, own, line, n):
-    "Store `key=value` from `line` (line `n`) in `props`; `own` maps the keys the section set itself to their lines."
+def _add_prop(self:Ini, props, own, line, n, file=None):
+    "Store `key=value` from `line` (line `n` of `file`) in `props`; `own` maps the keys the section set itself to their lines."
+    file = file or self.path
     key, eq, value = line.partition('=')
     key, value = key.rstrip(), value.lstrip()
-    if not eq: raise IniError(f"missing '=' in {line!r} (a property is key=value)", self.path, n)
-    if not key: raise IniError(f'missing property name in {line!r}', self.path, n)
+    if not eq: raise IniError(f"missing '=' in {line!r} (a property is key=value)", file, n)
+    if not key: raise IniError(f'missing property name in {line!r}', file, n)
     if len(value) >= 2 and value[0] == value[-1] == '"': value = value[1:-1]
-    if key in own: warnings.warn(f'{self.path}:{n}: overriding property {key} (first set at line {own[key]})', stacklevel=3)
+    if key in own: warnings.warn(f'{file}:{n}: overriding property {key} (first set at line {own[key]})', stacklevel=3)
     own[key] = n
-    props[key] = Prop(value, n, self.path)
+    props[key] = Prop(value, n, file)
 
 # %% ../nbs/00_ini.ipynb #57309f59
 @patch
-def _parse(self:Ini, text):
-    "Read `text` into `globals` and `sections`."
-    props, own = self.globals, {}
+def _parse(self:Ini, text, origin=None, parent=None, depth=0):
+    "Read `text` into `globals` and `sections`; a rendered template of section `parent` gives each line's (file, line) in `origin`."
+    props, own, sec = self.globals, {}, None
     for n, raw in _logical_lines(text):
-        line = _strip_comment(raw, self.path, n).strip()
+        file, n = origin[n - 1] if origin else (self.path, n)
+        line = _strip_comment(raw, file, n).strip()
         if not line: continue
-        if line.startswith('['): props, own = self._add_section(line, n).props, {}
-        else: self._add_prop(props, own, line, n)
+        if not line.startswith('['): self._add_prop(props, own, line, n, file); continue
+        if sec and sec.template: self._expand_template(sec, depth)   # defined in *Templates* below
+        sec = self._add_section(line, n, file, parent)
+        props, own = sec.props, {}
+    if sec and sec.template: self._expand_template(sec, depth)
     return self
 
 @patch(cls_method=True)
@@ -146,61 +158,110 @@ def line(self:Ini, section, key=None) -> int:
     return p.line if p else self.sections[section].line if section else None
 
 @patch
+def file(self:Ini, section, key=None) -> str:
+    "File where `line` is: the INI file, or the template that wrote `key` or the section."
+    p = self._props(section).get(key)
+    return p.file if p else (section and self.sections[section].file) or self.path
+
+@patch
 def error(self:Ini, section, key, message) -> IniError:
     "An `IniError` with `message`, located at `key` of `section` (at the section header if `key` is None)."
-    p = self._props(section).get(key)
-    return IniError(message, p.file if p else self.path, self.line(section, key))
+    return IniError(message, self.file(section, key), self.line(section, key))
 
 # %% ../nbs/00_ini.ipynb #ffc08c49
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
            ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
-_UNOPS = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_UNOPS = {ast.UAdd: operator.pos, ast.USub: operator.neg, ast.Not: operator.not_}
 _CMPOPS = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
            ast.Gt: operator.gt, ast.GtE: operator.ge}
 _FUNCS = {'int': int, 'float': float, 'round': round, 'min': min, 'max': max, 'abs': abs, 'math.sqrt': math.sqrt,
           'math.floor': math.floor, 'math.ceil': math.ceil, 'math.log': math.log, 'math.exp': math.exp}
+_MAX_BITS, _MAX_NEST, _MAX_EXPR, _MAX_DIGITS = 8192, 50, 1000, 400  # integer size, nesting depth, expression length, round()'s ndigits
 
 # %% ../nbs/00_ini.ipynb #e5ffea7e
-def _eval_node(n):
-    "Value of the arithmetic `ast` node `n`; anything else raises `ValueError`."
-    if isinstance(n, ast.Constant) and type(n.value) in (int, float): return n.value
-    if isinstance(n, ast.UnaryOp) and type(n.op) in _UNOPS: return _UNOPS[type(n.op)](_eval_node(n.operand))
-    if isinstance(n, ast.BinOp) and type(n.op) in _BINOPS:
-        a, b = _eval_node(n.left), _eval_node(n.right)
-        if isinstance(n.op, ast.Pow) and abs(b) > 1024: raise ValueError(f'exponent {b} is too large')
-        v = _BINOPS[type(n.op)](a, b)
-        if isinstance(v, int) and v.bit_length() > 8192: raise ValueError('number too large')
-        return v
-    if isinstance(n, ast.Compare) and all(type(o) in _CMPOPS for o in n.ops):
-        vs = [_eval_node(x) for x in (n.left, *n.comparators)]
-        return all(_CMPOPS[type(o)](a, b) for o, a, b in zip(n.ops, vs, vs[1:]))
-    if isinstance(n, ast.Call) and not n.keywords and ast.unparse(n.func) in _FUNCS:
-        return _FUNCS[ast.unparse(n.func)](*map(_eval_node, n.args))
-    raise ValueError(f'{ast.unparse(n)} is not allowed')
+def _arith(op, a, b):
+    "`a op b`; an integer power is refused *before* it is computed when its result would pass `_MAX_BITS` bits."
+    if isinstance(op, ast.Pow) and isinstance(a, int) and isinstance(b, int) and abs(a) > 1 and a.bit_length() * b > _MAX_BITS:
+        raise ValueError(f'{a} ** {b} is too large')
+    v = _BINOPS[type(op)](a, b)
+    if isinstance(v, complex): raise ValueError(f'({a}) ** {b} is not a real number')
+    if isinstance(v, int) and v.bit_length() > _MAX_BITS: raise ValueError(f'a number over {_MAX_BITS} bits')
+    return v
+
+def _call(name, args):
+    "`name(*args)` for a function of `_FUNCS`; `round(x, n)` with a huge `n` would build 10**abs(n)."
+    if name == 'round' and len(args) == 2 and isinstance(args[1], int) and abs(args[1]) > _MAX_DIGITS:
+        raise ValueError(f'round() to {args[1]} digits')
+    return _FUNCS[name](*args)
 
 # %% ../nbs/00_ini.ipynb #94a5a2c3
+def _boolop(n, ev):
+    "`a and b ...` / `a or b ...` as Python does: the first operand that decides, the others not evaluated."
+    for x in n.values:
+        v = ev(x)
+        if bool(v) != isinstance(n.op, ast.And): return v
+    return v
+
+def _compare(n, ev):
+    "A comparison chain `a < b <= c`, evaluated lazily as Python does."
+    a = ev(n.left)
+    for op, x in zip(n.ops, n.comparators):
+        b = ev(x)
+        if not _CMPOPS[type(op)](a, b): return False
+        a = b
+    return True
+
+# %% ../nbs/00_ini.ipynb #bfc9e5ff
+def _eval_node(n, depth=0):
+    "Value of the `ast` node `n` of an allowed expression; anything else raises `ValueError`."
+    if depth > _MAX_NEST: raise ValueError(f'nested deeper than {_MAX_NEST} levels')
+    ev = lambda x: _eval_node(x, depth + 1)
+    if isinstance(n, ast.Constant) and type(n.value) in (int, float, bool): return n.value
+    if isinstance(n, ast.UnaryOp) and type(n.op) in _UNOPS: return _UNOPS[type(n.op)](ev(n.operand))
+    if isinstance(n, ast.BinOp) and type(n.op) in _BINOPS: return _arith(n.op, ev(n.left), ev(n.right))
+    if isinstance(n, ast.BoolOp): return _boolop(n, ev)
+    if isinstance(n, ast.IfExp): return ev(n.body) if ev(n.test) else ev(n.orelse)
+    if isinstance(n, ast.Compare) and all(type(o) in _CMPOPS for o in n.ops): return _compare(n, ev)
+    if isinstance(n, ast.Call) and not n.keywords and ast.unparse(n.func) in _FUNCS:
+        return _call(ast.unparse(n.func), [ev(a) for a in n.args])
+    raise ValueError(f'{ast.unparse(n)} is not allowed')
+
+# %% ../nbs/00_ini.ipynb #b8c215b5
 def _eval(expr, prop):
     "Value of `$(expr)`, found in `prop`, printed as Python's `print` would."
-    try: return str(_eval_node(ast.parse(expr.strip(), mode='eval').body))
-    except (SyntaxError, ValueError, TypeError, ArithmeticError, RecursionError) as e:
-        raise IniError(f'cannot evaluate $({expr}): {e}', prop.file, prop.line) from None
+    try:
+        if len(expr) > _MAX_EXPR: raise ValueError(f'longer than {_MAX_EXPR} characters')
+        return str(_eval_node(ast.parse(expr.strip(), mode='eval').body))
+    except RecursionError: why = 'nested too deeply'
+    except (SyntaxError, ValueError, TypeError, ArithmeticError, MemoryError) as e: why = e
+    raise IniError(f'cannot evaluate $({expr if len(expr) < 80 else expr[:60] + " ..."}): {why}', prop.file, prop.line)
 
-def _expand_exprs(text, prop):
+def _expand_exprs(text, prop, depth=0):
     "`text` with every `$( ... )` (nested parentheses matched) replaced by its value."
+    if depth > _MAX_NEST: raise IniError(f'$( ) nested deeper than {_MAX_NEST} levels', prop.file, prop.line)
     i = text.find('$(')
     while i >= 0:
-        depth = 0
+        level = 0
         for j in range(i + 1, len(text)):
-            depth += {'(': 1, ')': -1}.get(text[j], 0)
-            if depth == 0: break
-        if depth: raise IniError(f'unbalanced parentheses in {text[i:]!r}', prop.file, prop.line)
-        v = _eval(_expand_exprs(text[i + 2:j], prop), prop)
+            level += {'(': 1, ')': -1}.get(text[j], 0)
+            if level == 0: break
+        if level: raise IniError(f'unbalanced parentheses in {text[i:]!r}', prop.file, prop.line)
+        v = _eval(_expand_exprs(text[i + 2:j], prop, depth + 1), prop)
         text = text[:i] + v + text[j + 1:]
         i = text.find('$(', i + len(v))
     return text
 
+# %% ../nbs/00_ini.ipynb #2b36566d
+N2D2_MODELS_DIR = Path(helpers.__file__).parent/'models'/'n2d2'   # N2D2's models/ folder, vendored with n2d2x
+
+def env_var(name:str) -> str|None:
+    "Environment variable `name`, with defaults for N2D2_MODELS and N2D2_DATA; None when unset."
+    if name in os.environ: return os.environ[name]
+    if name == 'N2D2_MODELS': return str(N2D2_MODELS_DIR)
+    if name == 'N2D2_DATA': return f"/local/{os.environ['USER']}/n2d2_data" if 'USER' in os.environ else '/local/n2d2_data'
+
 # %% ../nbs/00_ini.ipynb #745834d0
-_VAR, _REF = re.compile(r'\$\{([^}]*)\}'), re.compile(r'\[([^\[\]\s]+)\]([\w.\-]+)')
+_VAR, _REF, _MAX_REFS = re.compile(r'\$\{([^}]*)\}'), re.compile(r'\[([^\[\]\s]+)\]([\w.\-]+)'), 50
 
 @patch
 def _resolve(self:Ini, section, prop, pseudo, seen):
@@ -211,23 +272,30 @@ def _resolve(self:Ini, section, prop, pseudo, seen):
 
 @patch
 def _value(self:Ini, section, key, prop, pseudo, seen):
-    "Resolve `prop` (the value of `key`, read in `section`), refusing reference cycles."
+    "Resolve `prop` (the value of `key`, read in `section`), refusing reference cycles and chains over `_MAX_REFS`."
     label = f'[{section or ""}]{key}'
     if label in seen: raise IniError('reference cycle: ' + ' -> '.join(seen + (label,)), prop.file, prop.line)
+    if len(seen) >= _MAX_REFS: raise IniError(f'references nested deeper than {_MAX_REFS}: {seen[0]} -> ... -> {label}', prop.file, prop.line)
     return self._resolve(section, prop, pseudo, seen + (label,))
 
 # %% ../nbs/00_ini.ipynb #c887b857
 @patch
+def _prev_section(self:Ini, section):
+    "The section before `section` in the file, skipping the template section that rendered it (as N2D2 does)."
+    names = list(self.sections)
+    i = names.index(section) if section in self.sections else 0
+    parent = self.sections[section].props.get('$PARENT_SECTION_NAME') if i else None
+    if parent and parent.value == names[i - 1]: i -= 1
+    return names[i - 1] if i > 0 else ''
+
+@patch
 def _var(self:Ini, section, name, prop, pseudo, seen):
     "Value of `${name}` inside `prop`, read in `section`."
     if name == 'SECTION_NAME': return section or ''
-    if name == 'PREV_SECTION_NAME':
-        names = list(self.sections)
-        i = names.index(section) if section in self.sections else 0
-        return names[i - 1] if i > 0 else ''
+    if name == 'PREV_SECTION_NAME': return self._prev_section(section)
     for props in (self._props(section), self.globals):
         if '$' + name in props: return self._value(section, '$' + name, props['$' + name], pseudo, seen)
-    if name in os.environ: return '${' + name + '}'
+    if (v := env_var(name)) is not None: return v
     where = f'[{section}] or the global part' if section else 'the global part'
     raise IniError(f'unknown variable ${{{name}}}: no ${name} in {where}, nor an environment variable', prop.file, prop.line)
 
@@ -248,10 +316,12 @@ def _ref(self:Ini, sec, key, prop, pseudo, seen):
 def get(self:Ini, section, key, default=MISSING, pseudo=None) -> str:
     "The fully resolved value of `key` in `section` (None or '' for the global part)."
     p = self._props(section).get(key)
-    if p is not None: return self._value(section, key, p, pseudo, ())
+    if p is not None:
+        try: return self._value(section, key, p, pseudo, ())
+        except RecursionError: raise IniError(f'value of {key} nested too deeply', p.file, p.line) from None
     if default is not MISSING: return default
     where = f'[{section}]' if section else 'the global part'
-    raise IniError(f'missing property {key} in {where}', self.path, self.line(section))
+    raise IniError(f'missing property {key} in {where}', self.file(section), self.line(section))
 
 # %% ../nbs/00_ini.ipynb #c6808038
 def _to_int(s):
@@ -301,11 +371,11 @@ def get_list(self:Ini, section, key, type=float, default=MISSING, pseudo=None) -
 _ENV = re.compile(r'\$(?:\{(\w+)\}|(\w+))')
 
 def expand_env(path:str, file=None, line=None) -> str:
-    "`path` with `$VAR` and `${VAR}` replaced by environment variables; an unset one is an `IniError` at `file:line`."
+    "`path` with `$VAR` and `${VAR}` replaced by `env_var`; an unset one is an `IniError` at `file:line`."
     def sub(m):
         name = m[1] or m[2]
-        if name not in os.environ: raise IniError(f'environment variable ${name} is not set (in {path!r})', file, line)
-        return os.environ[name]
+        if (v := env_var(name)) is None: raise IniError(f'environment variable ${name} is not set (in {path!r})', file, line)
+        return v
     return _ENV.sub(sub, path)
 
 # %% ../nbs/00_ini.ipynb #22e59a62
@@ -316,3 +386,200 @@ def get_path(self:Ini, section, key, default=MISSING, pseudo=None) -> str:
     if p is None and default is not MISSING: return default
     path = expand_env(self.get(section, key, pseudo=pseudo), p and p.file, p and p.line)
     return path if not path or os.path.isabs(path) else str(Path(self.path).parent/path)
+
+# %% ../nbs/00_ini.ipynb #abdf10f0
+@dataclass
+class _Tag:
+    "A piece of a template: text, or a `{% word ... %}` tag (with, once nested, the pieces up to its end tag)."
+    kind: str    # 'text', or the tag's first word: 'if', 'for', 'endif', ...
+    args: list   # the tag's other words; for 'text', [the text]
+    file: str    # the template file, for error messages
+    line: int    # line where the piece starts
+    body: list = field(default_factory=list)    # pieces inside the tag
+    orelse: list = field(default_factory=list)  # pieces after `{% else %}` (if only)
+
+# %% ../nbs/00_ini.ipynb #0eaf1e88
+def _tokens(text, file):
+    "Template `text` as a flat list of `_Tag`s: text pieces and `{% ... %}` tags, each with its line."
+    out, pos, line = [], 0, 1
+    while (i := text.find('{%', pos)) >= 0:
+        j, at = text.find('%}', i + 2), line + text.count('\n', pos, i)
+        if j < 0: raise IniError("'{%' without its closing '%}'", file, at)
+        words = [w for w in re.split(r'[\s(),]+', text[i + 2:j]) if w] or ['']
+        out += [_Tag('text', [text[pos:i]], file, line), _Tag(words[0], words[1:], file, at)]
+        pos, line = j + 2, at + text.count('\n', i, j + 2)
+    return out + [_Tag('text', [text[pos:]], file, line)]
+
+# %% ../nbs/00_ini.ipynb #52b8a725
+_FORMS = {'if': (2, 3, '{% if NAME exists %}, not_exists, == value or != value'), 'for': (4, 5, '{% for i in range(a, b) %}'),
+          'block': (1, 1, '{% block NAME %}'), 'set': (1, 1, '{% set NAME %}'), 'include': (1, 1, '{% include file %}'),
+          **{k: (0, 0, f'{{% {k} %}} alone') for k in ('else', 'endif', 'endfor', 'endblock', 'endset')}}
+
+def _check_tag(t):
+    "Refuse a tag N2D2 could not read: an unknown word, the wrong number of words, a bad `if` or `for`."
+    if t.kind not in _FORMS: raise IniError(f"unknown template tag {{% {t.kind} %}} (known: {', '.join(_FORMS)})", t.file, t.line)
+    lo, hi, form = _FORMS[t.kind]
+    bad = not lo <= len(t.args) <= hi
+    if t.kind == 'if' and not bad: bad = t.args[1] not in ('exists', 'not_exists', '==', '!=') or (len(t.args) == 3) != (t.args[1] in ('==', '!='))
+    if t.kind == 'for' and not bad: bad = t.args[1:3] != ['in', 'range']
+    if bad: raise IniError(f"malformed template tag {{% {' '.join([t.kind] + t.args)} %}} (write {form})", t.file, t.line)
+
+# %% ../nbs/00_ini.ipynb #cf2e0b7b
+_ENDS = {'if': 'endif', 'for': 'endfor', 'block': 'endblock', 'set': 'endset'}
+_OPENERS = {**{v: k for k, v in _ENDS.items()}, 'else': 'if'}
+
+def _tree(tokens, i=0, closers=(), depth=0):
+    "Nest `tokens[i:]` up to a tag in `closers`: (pieces, next index, the closing tag or None at the end)."
+    out = []
+    while i < len(tokens):
+        t = tokens[i]; i += 1
+        if t.kind == 'text': out.append(t); continue
+        _check_tag(t)
+        if t.kind in closers: return out, i, t
+        if t.kind in _OPENERS: raise IniError(f'{{% {t.kind} %}} without an open {{% {_OPENERS[t.kind]} %}}', t.file, t.line)
+        if depth >= _MAX_NEST: raise IniError(f'template tags and includes nested deeper than {_MAX_NEST}', t.file, t.line)
+        if t.kind == 'include': out += _include(t, depth + 1); continue
+        t.body, i, end = _tree(tokens, i, ('endif', 'else') if t.kind == 'if' else (_ENDS[t.kind],), depth + 1)
+        if end and end.kind == 'else': t.orelse, i, end = _tree(tokens, i, ('endif',), depth + 1)
+        if end is None: raise IniError(f'{{% {t.kind} %}} without its {{% {_ENDS[t.kind]} %}}', t.file, t.line)
+        out.append(t)
+    return out, i, None
+
+# %% ../nbs/00_ini.ipynb #46e6d4d4
+def _read_template(path, file=None, line=None, depth=0):
+    "The tree of the template file at `path`; `file:line` is where it was asked for, named if it cannot be read."
+    try: text = Path(path).read_text(encoding='utf-8-sig')
+    except (OSError, UnicodeError) as e: raise IniError(f'cannot read template file {path}: {getattr(e, "strerror", None) or e}', file, line) from None
+    return _tree(_tokens(text, str(path)), depth=depth)[0]
+
+def _include(t, depth):
+    "The tree of the file of `{% include file %}` tag `t`, relative to the including template's folder."
+    return _read_template(Path(t.file).parent/expand_env(t.args[0], t.file, t.line), t.file, t.line, depth)
+
+# %% ../nbs/00_ini.ipynb #85b53703
+_MAX_OUTPUT, _TURN_COST = 1_000_000, 8   # characters a rendering may produce; what one loop turn costs
+
+class _Output(list):
+    "Rendered pieces `(text, file, line, literal)`; the outputs of one rendering share one budget."
+    def __init__(self, budget=None): super().__init__(); self.budget = budget or [_MAX_OUTPUT]
+    def spend(self, n, file, line):
+        self.budget[0] -= n
+        if self.budget[0] < 0: raise IniError(f'template output over {_MAX_OUTPUT:,} characters (a runaway loop?)', file, line)
+    def add(self, text, file, line, literal=True): self.spend(len(text), file, line); self.append((text, file, line, literal))
+
+def _render(pieces, params, out):
+    "Render template `pieces` into `out` with `params` (str -> str; `set` and `for` change it)."
+    for t in pieces: _RENDER[t.kind](t, params, out)
+
+# %% ../nbs/00_ini.ipynb #5dae14bd
+def _undefined(name, params, t, line):
+    known = sorted(params)
+    return IniError(f"undefined template variable {name} (defined: {', '.join(known[:12])}{', ...' if len(known) > 12 else ''})", t.file, line)
+
+def _render_text(t, params, out):
+    "Copy a text piece, each `{{NAME}}` replaced by the parameter NAME."
+    text, pos, line = t.args[0], 0, t.line
+    while (i := text.find('{{', pos)) >= 0:
+        j, at = text.find('}}', i + 2), line + text.count('\n', pos, i)
+        if j < 0: raise IniError("'{{' without its closing '}}'", t.file, at)
+        if text[i + 2:j] not in params: raise _undefined(text[i + 2:j], params, t, at)
+        out.add(text[pos:i], t.file, line); out.add(params[text[i + 2:j]], t.file, at, literal=False)
+        pos, line = j + 2, at + text.count('\n', i, j + 2)
+    out.add(text[pos:], t.file, line)
+
+# %% ../nbs/00_ini.ipynb #27f27e8d
+def _render_if(t, params, out):
+    "The body of `{% if NAME op [value] %}` when it holds, else its `{% else %}` part."
+    name, op, value = (t.args + [''])[:3]
+    if op in ('==', '!=') and name not in params: raise _undefined(name, params, t, t.line)
+    holds = {'exists': name in params, 'not_exists': name not in params, '==': params.get(name) == value, '!=': params.get(name) != value}[op]
+    _render(t.body if holds else t.orelse, params, out)
+
+def _bound(t, word, params):
+    "A `range` bound: the parameter named `word`, else `word` itself, as a finite number."
+    s = params.get(word, word)
+    try: v = float(s)
+    except ValueError: v = math.nan
+    if not math.isfinite(v): raise IniError(f'unreadable loop range value {s!r}', t.file, t.line)
+    return v
+
+# %% ../nbs/00_ini.ipynb #3bb7f1a8
+def _render_for(t, params, out):
+    "The body once per value of `range(a, b)` (or `range(b)`), the loop variable printed as C++ prints a double."
+    name, bounds = t.args[0], [_bound(t, w, params) for w in t.args[3:]]
+    if name in params: raise IniError(f'loop variable {name} already exists', t.file, t.line)
+    i, stop = bounds if len(bounds) == 2 else (0.0, bounds[0])
+    while i < stop:
+        out.spend(_TURN_COST, t.file, t.line)
+        params[name] = f'{i:g}'
+        _render(t.body, params, out)
+        i += 1
+    params.pop(name, None)
+
+# %% ../nbs/00_ini.ipynb #858fd145
+def _render_block(t, params, out):
+    "The body once per item of block NAME (NAME holds the count), with `#` the index and `NAME[i]X` seen as `X`."
+    name = t.args[0]
+    if name not in params: raise _undefined(name, params, t, t.line)
+    if not re.fullmatch(r'[+-]?\d+', params[name]): raise IniError(f'unreadable size {params[name]!r} of block variable {name}', t.file, t.line)
+    for i in range(int(params[name])):
+        out.spend(_TURN_COST, t.file, t.line)
+        prefix = f'{name}[{i}]'
+        _render(t.body, {**params, '#': str(i), **{k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}}, out)
+
+def _render_set(t, params, out):
+    "Render the body into the parameter NAME instead of the output."
+    sub = _Output(out.budget)
+    _render(t.body, params, sub)
+    params[t.args[0]] = ''.join(p[0] for p in sub)
+
+_RENDER = {'text': _render_text, 'if': _render_if, 'for': _render_for, 'block': _render_block, 'set': _render_set}
+
+# %% ../nbs/00_ini.ipynb #49485752
+def _assemble(out):
+    "The rendered text, and for each of its lines the (file, line) of its first character."
+    text, origin, fresh = [], [], True   # fresh: the current line has no origin yet
+    for s, file, line, literal in out:
+        for k, part in enumerate(s.split('\n')):
+            at = (file, line + k if literal else line)
+            if k:
+                if fresh: origin.append(at)   # an empty line
+                text.append('\n'); fresh = True
+            if part and fresh: origin.append(at); fresh = False
+            text.append(part)
+    if fresh: origin.append(origin[-1] if origin else ('', 1))
+    return ''.join(text), origin
+
+# %% ../nbs/00_ini.ipynb #8fa23eed
+def _render_file(path, params, file=None, line=None):
+    "Template file `path` rendered with `params`: the text, and each line's (file, line)."
+    out = _Output()
+    _render(_read_template(path, file, line), dict(params), out)
+    return _assemble(out)
+
+def render_template(path, params:dict) -> str:
+    "The text of N2D2 INI template file `path` rendered with `params` (names to strings)."
+    return _render_file(path, params)[0]
+
+# %% ../nbs/00_ini.ipynb #e182a3ab
+_MAX_TEMPLATES = 16   # templates nested in templates
+
+@patch
+def _template_path(self:Ini, sec):
+    "The template file of section `sec`: environment variables expanded, relative to the INI file's folder."
+    path = expand_env(sec.template, self.file(sec.name), sec.line)
+    return path if os.path.isabs(path) else str(Path(self.path).parent/path)
+
+@patch
+def _expand_template(self:Ini, sec, depth):
+    "Render the template of the `[name@file.ini.tpl]` section `sec`, its properties as parameters, and read it here."
+    file = self.file(sec.name)
+    if depth >= _MAX_TEMPLATES: raise IniError(f'templates nested deeper than {_MAX_TEMPLATES}', file, sec.line)
+    params = {'SECTION_NAME': sec.name, 'SECTION_FILE_NAME': self._template_path(sec)}
+    for k in sec.props:
+        if k in params: raise self.error(sec.name, k, f'[{sec.name}]: {k} is set by the template expansion, not by a property')
+        params[k] = self.get(sec.name, k)
+    try: self._parse(*_render_file(params['SECTION_FILE_NAME'], params, file, sec.line), sec.name, depth + 1)
+    except IniError as e:   # the innermost expansion is the one to name
+        if '(expanding [' in e.message or (e.file, e.line) == (file, sec.line): raise
+        raise IniError(f'{e.message} (expanding [{sec.name}@{sec.template}] at {file}:{sec.line})', e.file, e.line) from None
