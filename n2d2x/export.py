@@ -22,7 +22,7 @@ from .engine import onnx_resize_attrs, predict
 from .fuse import equalize, fuse as fuse_network
 from .calibrate import (CalibrationError, ClippingModeError, RangeStats, calibrate, clip_weights, load_calibration,
                              save_calibration)
-from .quantize import QNetwork, QuantizeError, dequantize, quantize, quantize_input, simulate, split_activations
+from .quantize import QNetwork, QuantizeError, dequantize, output_first, quantize, quantize_input, simulate, split_activations
 from .qat import QATError, has_quantizers, qat_to_qnetwork, without_quantizers
 
 # %% auto #0
@@ -496,6 +496,29 @@ def _int_conv(g, qc, xs, p):
     attrs = dict(kernel_shape=list(c.kernel), strides=list(c.stride), dilations=list(c.dilation), pads=list(c.pads), group=c.groups)
     return _chain(g, _input(g, c, xs), [_op(g, qc, p, 'Conv', qc.weights, attrs)] + _tail(g, qc, p, bias=not g.fake), qc.name)
 
+# %% ../nbs/11_export.ipynb #2b7fc66e
+def _spread(g, qc, xs):
+    "The steps that turn a Deconv's input into the input of its stride-1 convolution: zeros between rows and columns, borders."
+    c, n = qc.cell, qc.name
+    (sh, sw), (kh, kw), (dh, dw), (oh, ow) = c.stride, c.kernel, c.dilation, c.output_padding
+    t, l, b, r = c.pads
+    h, w = _in_dims(g, c)[0][1:]
+    steps = [] if (sh, sw) == (1, 1) else [
+        _Step(f'{n}_zeros', 'Unsqueeze', (g.const(f'{n}_zeros_axes', [3, 5], np.int64),), opset=13),   # axes as an input
+        _Step(f'{n}_zeros_pad', 'Pad', (g.const(f'{n}_zeros_pads', [0] * 9 + [sh - 1, 0, sw - 1], np.int64),), opset=11),
+        _Step(f'{n}_zeros_reshape', 'Reshape', (g.const(f'{n}_zeros_shape', [0, 0, h * sh, w * sw], np.int64),))]
+    pads = [0, 0, dh * (kh - 1) - t, dw * (kw - 1) - l, 0, 0, dh * (kh - 1) - b + oh - (sh - 1), dw * (kw - 1) - r + ow - (sw - 1)]
+    return steps + ([_Step(f'{n}_pad', 'Pad', (g.const(f'{n}_pads', pads, np.int64),), opset=11)] if any(pads) else [])
+
+@_INT_CELLS.register('Deconv')
+def _int_deconv(g, qc, xs, p):
+    c = qc.cell
+    w = output_first(qc.weights, c.groups)[:, :, ::-1, ::-1]            # [M, C/g, kH, kW], flipped
+    attrs = dict(kernel_shape=list(c.kernel), dilations=list(c.dilation), group=c.groups)
+    op = _op(g, qc, p, 'Conv', np.ascontiguousarray(w), attrs)
+    op.name = f'{qc.name}_conv'                                            # the tensor <cell> is its output
+    return _chain(g, _input(g, c, xs), _spread(g, qc, xs) + [op] + _tail(g, qc, p, bias=not g.fake), qc.name)
+
 # %% ../nbs/11_export.ipynb #4b773949
 def _zero_point(g, qc, x):
     "Signed x as the uint8 x + 128 and that zero point (uint8 x int8 MatMulInteger runs ~20x faster than int8 x int8)."
@@ -598,7 +621,7 @@ def _int_activation(g, qc, xs, p):
     if qc.table is not None: return _int_table(g, qc, xs)
     return _mover_clip(g, qc, _input(g, qc.cell, xs)) if p is None else _int_rescale(g, qc, xs, p)
 
-_INT_CELLS.refuse('Deconv', 'LRN', why="no integer form: export it in float32 (-nbbits -32)")
+_INT_CELLS.refuse('LRN', why="no integer form: export it in float32 (-nbbits -32)")
 
 # %% ../nbs/11_export.ipynb #0723152f
 def _emit_int(g, qc):

@@ -10,13 +10,13 @@ import numpy as np
 from fastcore.basics import patch
 from .helpers import Registry, concat_channels, round_int, unique_name
 from .network import Network, Activation, ActivationCell, ElemWise, value_ranges
-from .engine import KERNELS, activate, conv2d, pool2d, softmax
+from .engine import KERNELS, activate, conv2d, conv_transpose2d, pool2d, softmax
 from .calibrate import Calibration, input_range
 
 # %% auto #0
 __all__ = ['RESCALING_MODES', 'INT_KERNELS', 'QuantizeError', 'int_range', 'Scaling', 'fixed_point', 'approximate_scaling',
-           'QCell', 'QNetwork', 'Lookup', 'check_options', 'quantize', 'requantize', 'simulate', 'quantize_input',
-           'dequantize', 'predict_int', 'split_activations']
+           'QCell', 'QNetwork', 'output_first', 'input_first', 'Lookup', 'check_options', 'quantize', 'requantize',
+           'simulate', 'quantize_input', 'dequantize', 'predict_int', 'split_activations']
 
 # %% ../nbs/09_quantize.ipynb #6d3f992c
 RESCALING_MODES = ('Floating-point', 'Fixed-point16', 'Fixed-point32', 'Single-shift', 'Double-shift')
@@ -336,6 +336,23 @@ def _q_affine(ctx, c, qc, w, b, per_output):
 @_QUANTIZERS.register('Conv', 'Fc')
 def _q_weighted(ctx, c, qc): _q_affine(ctx, c, qc, *_weights(c), ctx.per_output)
 
+# %% ../nbs/09_quantize.ipynb #73a42412
+def output_first(w, groups):
+    "Deconv weights [C, M/g, kH, kW] viewed output channel first, [M, C/g, kH, kW]."
+    c, mg = w.shape[:2]
+    return w.reshape(groups, c // groups, mg, *w.shape[2:]).swapaxes(1, 2).reshape(groups * mg, c // groups, *w.shape[2:])
+
+def input_first(w, groups):
+    "The inverse of `output_first`: [M, C/g, kH, kW] back to [C, M/g, kH, kW]."
+    m, cg = w.shape[:2]
+    return w.reshape(groups, m // groups, cg, *w.shape[2:]).swapaxes(1, 2).reshape(groups * cg, m // groups, *w.shape[2:])
+
+@_QUANTIZERS.register('Deconv')
+def _q_deconv(ctx, c, qc):
+    w, b = _weights(c)
+    _q_affine(ctx, c, qc, output_first(w, c.groups), b, ctx.per_output)
+    qc.weights = input_first(qc.weights, c.groups)   # the cell's own layout, as the engine and ConvTranspose read it
+
 # %% ../nbs/09_quantize.ipynb #3260d43f
 def _bn_affine(c):
     "(a [C, 1, 1, 1], b [C]) of a BatchNorm, y = a x + b per channel (float64, as the engine computes it)."
@@ -489,7 +506,7 @@ def _q_resize(ctx, c, qc):
 @_QUANTIZERS.register('Softmax')
 def _q_softmax(ctx, c, qc): qc.step, qc.out_unsigned = None, None
 
-_QUANTIZERS.refuse('Deconv', 'LRN', why='no integer form; export it float (-nbbits -32)')
+_QUANTIZERS.refuse('LRN', why='no integer form; export it float (-nbbits -32)')
 
 # %% ../nbs/09_quantize.ipynb #8302beef
 def _branch(ctx, parent, f, unsigned, cells):
@@ -563,6 +580,14 @@ def _int_conv(qc, xs):
     acc = conv2d(x.astype(np.float64), qc.weights.astype(np.float64), None, c.stride, c.dilation, c.pads, c.groups)
     return _plus(np.rint(acc).astype(np.int64), qc.bias)
 
+@INT_KERNELS.register('Deconv')
+def _int_deconv(qc, xs):
+    x, c = concat_channels(xs), qc.cell
+    _exact(qc, x, output_first(qc.weights, c.groups), qc.bias)
+    acc = conv_transpose2d(x.astype(np.float64), qc.weights.astype(np.float64), None, c.stride, c.dilation, c.pads,
+                           c.output_padding, c.groups)
+    return _plus(np.rint(acc).astype(np.int64), qc.bias)
+
 @INT_KERNELS.register('Fc')
 def _int_fc(qc, xs):
     x = np.concatenate([i.reshape(len(i), -1) for i in xs], axis=1)
@@ -600,7 +625,7 @@ def _int_identity(qc, xs): return _plus(concat_channels(xs), qc.bias)   # its re
 @INT_KERNELS.register('Padding', 'Reshape', 'Resize', 'Dropout')
 def _int_mover(qc, xs): return KERNELS[qc.type](qc.cell, xs)   # the engine's kernels keep the integers
 
-INT_KERNELS.refuse('Deconv', 'LRN', why='never in an integer network (quantize refuses it)')
+INT_KERNELS.refuse('LRN', why='never in an integer network (quantize refuses it)')
 
 # %% ../nbs/09_quantize.ipynb #a603d0e5
 def requantize(qc, acc):

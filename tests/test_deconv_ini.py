@@ -1,6 +1,7 @@
 """An N2D2 INI with Deconv cells, end to end from the command line: it fills under -seed, learns a few batches of the
 bundled MNIST digits, writes its weights in N2D2's .syntxt layout, and its float ONNX export (ConvTranspose) computes
-what the engine computes from those weights."""
+what the engine computes from those weights; its 8-bit integer export (each Deconv a ConvInteger) is the
+simulation's, bit for bit."""
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -135,3 +136,16 @@ def test_exported_deconv_model_matches_the_engine(trained):
     got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {'env': x})))
     want = predict(net, x)['softmax']
     np.testing.assert_allclose(got['softmax'].reshape(want.shape), want, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize('mode', ['Single-shift', 'Fixed-point32'])
+def test_deconv_integer_export_is_bit_exact(trained, n2d2x, mode):
+    "The same network in 8-bit integers: each Deconv a ConvInteger on its spread input, every output the simulation's."
+    d, ini = trained
+    out = n2d2x([ini, '-seed', '1', '-w', 'weights', '-export', 'ONNX', '-nbbits', '8', '-calib', '100', '-db-export', '200',
+                 '-act-rescaling-mode', mode, '-test'], d)
+    assert 'onnxruntime: 1000/1000 outputs identical to the integer simulation' in out, out[-2000:]   # every test stimulus
+    model = onnx.load(d / 'export_ONNX_int8' / 'model.onnx')
+    ops = [n.op_type for n in model.graph.node]
+    assert 'ConvTranspose' not in ops and ops.count('ConvInteger') == 3, ops      # conv1, up, up2
+    assert {n.name for n in model.graph.node if n.op_type == 'Reshape'} >= {'up_zeros_reshape'}   # stride 2: zeros inserted
