@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_export.ipynb #09f1741c
 from __future__ import annotations
-import dataclasses, difflib, json, math, os, shutil, tempfile
+import collections, dataclasses, difflib, json, math, os, shutil, tempfile, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -29,7 +29,7 @@ from .qat import QATError, has_quantizers, qat_to_qnetwork, without_quantizers
 __all__ = ['CASTINGS', 'EXPORT_PARAMETERS', 'ExportError', 'to_onnx', 'run_onnx', 'to_onnx_int', 'implicit_evaluator',
            'graph_lines', 'draw_graph', 'with_outputs', 'runtime_name', 'model_runner', 'layer_report', 'format_layers',
            'ExportOptions', 'export_dir_name', 'read_export_parameters', 'Export', 'verify_export',
-           'format_verification', 'export_onnx']
+           'format_verification', 'export_onnx', 'ort_speed', 'profile_ops', 'format_profile']
 
 # %% ../nbs/11_export.ipynb #060b3722
 class ExportError(ValueError):
@@ -297,9 +297,9 @@ def _onnx_type(dt): return helper.np_dtype_to_tensor_dtype(np.dtype(dt))
 
 class _IntGraph(_Graph):
     "The ONNX graph of an integer network being built, with explicit casting, implicit casting or fake quantization."
-    def __init__(self, qnet=None, casting='explicit'):
+    def __init__(self, qnet=None, casting='explicit', lean=False):
         super().__init__(None if qnet is None else qnet.net)
-        self.qnet, self.casting, self.casts = qnet, casting, {}
+        self.qnet, self.casting, self.casts, self.lean = qnet, casting, {}, lean and casting != 'fake'
     explicit = property(lambda self: self.casting == 'explicit')
     fake = property(lambda self: self.casting == 'fake')
     def num(self, dt): return np.dtype(np.float32 if self.fake else dt)
@@ -399,7 +399,8 @@ def _plan(g, qc):
     sc, bound, offset = qc.scaling, int(qc.acc_bound), qc.scaling.offset is not None   # an offset after x a: no Relu before
     pos = _nonneg(qc) and not (offset and np.min(sc.offset) < 0)
     relu = not offset and (_relu(qc) or (g.explicit and not pos and lo >= 0 and sc.mode != 'Floating-point'))
-    if sc.mode == 'Floating-point': return _Plan(lo, hi, relu, bound=bound)
+    if sc.mode == 'Floating-point':   # lean: round(v f) <= 0 <= lo for v <= 0, so the clip does the Relu's work
+        return _Plan(lo, hi, relu and not (g.lean and lo >= 0 and (sc.factor > 0).all()), bound=bound)
     a, b, c = _division(sc)
     need = not g.fake and not pos and (lo < 0 or offset) and (g.explicit or not _pow2(c))
     k = int(max(0, np.ceil((bound * a - b) / c).max())) if need else 0
@@ -417,7 +418,8 @@ def _bias(qc, p):
     return b
 
 def _tail(g, qc, p, bias=True):
-    "The steps after qc's operation: bias Add, Relu, rescaling, Clip and Cast to the output type."
+    "The steps after qc's operation: bias Add, Relu, rescaling, Clip and Cast to the output type (lean: `_lean_tail`)."
+    if isinstance(l := _lean(g, qc, p), _Lean): return _lean_tail(g, qc, l, bias)
     n, steps, b = qc.name, [], _bias(qc, p) if bias else None
     if b is not None: steps.append(_Step(f'{n}_bias', 'Add', (g.const(f'{n}_b', b.reshape(-1, 1, 1), g.num(np.int32)),)))
     if p.relu: steps.append(_Step(f'{n}_act', 'Relu', opset=None if g.fake else 14))
@@ -466,6 +468,70 @@ def _rescale(g, qc, p, s):
     if p.zt != np.int32 and steps[0].cast_in is None: steps[0].cast_in = p.zt
     return steps
 
+# %% ../nbs/11_export.ipynb #7cbe5919
+@dataclass
+class _Lean:
+    "A lean tail: y = floor(clip(x a + d, 0, (hi - lo + 1) c - 1) / c) + lo; with c = 1, clip(x a + d, lo, hi)."
+    a: np.ndarray | None    # the multiplier (int64, per channel); None when it is 1
+    d: np.ndarray           # int64: bias times a, the rounding b, and -lo c (c > 1)
+    c: int                  # the divisor, one for every channel
+    lo: int
+    hi: int
+    zt: type = np.int32     # integer type of the tail: int64 where |x a + d| may reach 2^31
+
+def _lean(g, qc, p):
+    "The _Lean of the tail of `qc` in `g`, or why it keeps the seed's tail (a str)."
+    if not g.lean: return 'not a lean graph'
+    if p.floating or qc.scaling.offset is not None: return 'Floating-point or an offset after x a'
+    if len(np.unique(p.c)) > 1: return 'a divisor per channel (Clip takes scalar bounds)'
+    a, c = np.asarray(p.a, np.int64), int(np.ravel(p.c)[0])
+    if (a <= 0).any(): return 'a multiplier <= 0'
+    if _relu(qc) and not (p.b < (p.lo + 1) * c).all(): return 'a Relu the clip cannot absorb'
+    d = (0 if qc.bias is None else qc.bias.astype(np.int64)) * a + p.b - (p.lo * c if c > 1 else 0)
+    bound, top = int(qc.acc_bound) * int(a.max()) + int(np.abs(d).max()), (p.hi - p.lo + 1) * c
+    if max(bound, top) >= 2 ** 63: return 'numerators beyond int64'
+    return _Lean(None if (a == 1).all() else a, np.asarray(d, np.int64), c, p.lo, p.hi, np.int32 if max(bound, top) < 2 ** 31 else np.int64)
+
+# %% ../nbs/11_export.ipynb #c07bd40c
+def _lean_tail(g, qc, l, bias=True):
+    "The steps of a lean tail: [Mul a], Add d (unless the operation adds it: bias=False), Clip, Div c, [Add lo], Cast."
+    s = f'{qc.name}_act'
+    k = lambda name, v: g.const(f'{s}_{name}', _column(v) if np.ndim(v) else v, l.zt)
+    parts = [] if l.a is None else [('scaling', 'Mul', (k('m', l.a),), {})]
+    if bias and l.d.any(): parts.append(('bias', 'Add', (k('d', l.d),), {}))
+    lo, hi = (0, (l.hi - l.lo + 1) * l.c - 1) if l.c > 1 else (l.lo, l.hi)
+    parts.append(('clip', 'Clip', (k('clip_min', lo), k('clip_max', hi)), dict(opset=12)))
+    if l.c > 1: parts.append(('div', 'Div', (k('div_c', l.c),), {}))   # of a value >= 0: truncation is the floor
+    if l.c > 1 and l.lo: parts.append(('offset', 'Add', (k('offset_c', l.lo),), {}))
+    steps = [_Step(f'{s}_{role}', op, ins, **kw) for role, op, ins, kw in parts]
+    steps[-1].cast_out = g.qnet.dtype(qc.name)
+    if l.zt != np.int32: steps[0].cast_in = l.zt
+    return steps
+
+# %% ../nbs/11_export.ipynb #ad8fb5a2
+def _uint8_weights(g, n, w):
+    "ConvInteger's inputs after x for int8 weights w: uint8 w + 128, no x zero point, weight zero point 128 (the fast kernel)."
+    return g.const(f'{n}_w', np.asarray(w, np.int16) + 128, np.uint8), '', g.const(f'{n}_w_zero_point', 128, np.uint8)
+
+def _float_depthwise(g, qc, p, attrs):
+    "Lean explicit graphs: the steps of a depthwise Conv in float32 (and its whole tail where it can), where float32 is exact; else None."
+    if not (g.lean and g.explicit and qc.cell.groups > 1 and qc.cell.groups == len(qc.weights)): return None
+    l, n, m = _lean(g, qc, p), qc.name, len(qc.weights)
+    conv = lambda w, b, **kw: _Step(n, 'Conv', (g.const(f'{n}_w', w, np.float32), *(() if b is None else
+                                   (g.const(f'{n}_b', np.broadcast_to(b, m), np.float32),))), cast_in=np.float32, attrs=attrs, **kw)
+    if isinstance(l, _Lean) and _pow2(np.array(l.c)):   # the whole tail: floor(clip((x w a + d') / c, lo, hi))
+        a, d = (1 if l.a is None else l.a), l.d + (l.lo * l.c if l.c > 1 else 0)
+        if int(qc.acc_bound) * int(np.max(a)) + int(np.abs(d).max()) < 2 ** 24:
+            w = qc.weights * np.reshape(a, (-1, 1, 1, 1)) / l.c
+            k = lambda name, v: g.const(f'{n}_act_{name}', v, np.float32)
+            steps = [conv(w, d / l.c), _Step(f'{n}_act_clip', 'Clip', (k('clip_min', l.lo), k('clip_max', l.hi)))]
+            if l.lo < 0: steps.append(_Step(f'{n}_act_floor', 'Floor'))   # >= 0: the Cast's truncation is the floor
+            steps[-1].cast_out = g.qnet.dtype(n)
+            return steps
+    d = l.d if isinstance(l, _Lean) and l.a is None and l.d.any() else None   # else: the accumulator (+ d), then the tail
+    if int(qc.acc_bound) + (0 if d is None else int(np.abs(d).max())) >= 2 ** 24: return None
+    return [conv(qc.weights, d, cast_out=np.int32)] + _tail(g, qc, p, bias=d is None)
+
 # %% ../nbs/11_export.ipynb #6766ba20
 _INT_CELLS = Registry('integer export', ExportError, kind='qcell')   # QCell type -> f(g, qc, xs, plan)
 
@@ -484,6 +550,7 @@ def _op(g, qc, p, op, w, attrs, extra=()):
     if not g.fake:
         kind = {'Conv': 'ConvInteger', 'Gemm': 'MatMulInteger'}[op]
         if np.min(w, initial=0) >= -128 and np.max(w, initial=0) <= 127:
+            if g.lean and g.explicit and kind == 'ConvInteger': return _Step(n, kind, _uint8_weights(g, n, w), attrs=attrs)
             return _Step(n, kind, (g.const(f'{n}_w', w, np.int8), *extra), attrs=attrs)
         return _Step(n, 'IntegerPair', (kind, *_pair(g, n, w), *(extra or ('',))), attrs=attrs)
     b = _bias(qc, p)
@@ -494,6 +561,7 @@ def _op(g, qc, p, op, w, attrs, extra=()):
 def _int_conv(g, qc, xs, p):
     c = qc.cell
     attrs = dict(kernel_shape=list(c.kernel), strides=list(c.stride), dilations=list(c.dilation), pads=list(c.pads), group=c.groups)
+    if (steps := _float_depthwise(g, qc, p, attrs)): return _chain(g, _input(g, c, xs), steps, qc.name)
     return _chain(g, _input(g, c, xs), [_op(g, qc, p, 'Conv', qc.weights, attrs)] + _tail(g, qc, p, bias=not g.fake), qc.name)
 
 # %% ../nbs/11_export.ipynb #2b7fc66e
@@ -559,11 +627,16 @@ def _int_mover(g, qc, xs, p):
 def _int_pool(g, qc, xs, p):
     c, n, x = qc.cell, qc.name, _input(g, qc.cell, xs)
     geometry = dict(kernel_shape=list(c.kernel), strides=list(c.stride), pads=list(c.pads))
+    if c.pooling == 'Max' and g.lean and g.explicit:   # onnxruntime's float MaxPool is ~50x faster than its uint8 one; exact
+        step = _Step(n, 'MaxPool', cast_in=np.float32, cast_out=g.qnet.dtype(qc.inputs[0]), attrs=geometry)
+        return _mover_clip(g, qc, _chain(g, x, [step], f'{n}_act' if qc.clip else n))
     if c.pooling == 'Max':
         y = g.node('MaxPool', [x], f'{n}_act' if qc.clip else n, name=n, opset=None if g.fake else 12, **geometry)
         return _mover_clip(g, qc, y)
-    ones = g.const(f'{n}_w', np.ones((len(qc.scale), 1, *c.kernel)), g.num(np.int8))
-    op = [_Step(n, 'Conv' if g.fake else 'ConvInteger', (ones,), attrs=dict(group=len(qc.scale), **geometry))]
+    ones, lean = np.ones((len(qc.scale), 1, *c.kernel)), g.lean and g.explicit and qc.acc_bound < 2 ** 24   # window sums in float32: exact
+    ones = g.const(f'{n}_w', ones, g.num(np.float32 if lean else np.int8))
+    op = [_Step(n, 'Conv' if g.fake or lean else 'ConvInteger', (ones,), attrs=dict(group=len(qc.scale), **geometry),
+                **(dict(cast_in=np.float32, cast_out=np.int32) if lean else {}))]
     if qc.weights is not None: op.append(_Step(f'{n}_count', 'Mul', (g.const(f'{n}_k', qc.weights, g.num(np.int32)),)))
     return _chain(g, x, op + _tail(g, qc, p), n)
 
@@ -651,11 +724,12 @@ def _check_int(qnet, casting):
 def to_onnx_int(qnet: QNetwork,               # the integer network (n2d2x.quantize.quantize)
                 implicit_casting=False,         # N2D2's ImplicitCasting: no Cast nodes (not type-strict)
                 fake_quantization=False,        # N2D2's FakeQuantization: float operators on integer values
-                opset=None):                    # ONNX opset; None: the lowest that the graph needs
+                opset=None,                     # ONNX opset; None: the lowest that the graph needs
+                lean=False):                    # fewer nodes and passes, the same integers (ignored when fake)
     "The integer ONNX model of `qnet`: input `env` (its integer stimuli), one output per target cell."
     casting = 'fake' if fake_quantization else 'implicit' if implicit_casting else 'explicit'
     _check_int(qnet, casting)
-    g = _IntGraph(qnet, casting)
+    g = _IntGraph(qnet, casting, lean)
     for qc in qnet: _emit_int(g, qc)
     outputs = []
     for name in dict.fromkeys(qnet.targets):
@@ -665,12 +739,12 @@ def to_onnx_int(qnet: QNetwork,               # the integer network (n2d2x.quant
     graph = helper.make_graph(g.nodes, qnet.net.name, [_io(g, 'env')], outputs, g.inits)
     model = helper.make_model(graph, opset_imports=ops, ir_version=helper.find_min_ir_version_for(ops),
                               producer_name='n2d2x', producer_version=n2d2x.__version__)
-    helper.set_model_props(model, _props(qnet, casting))
+    helper.set_model_props(model, _props(qnet, casting, g.lean))
     return model if casting == 'implicit' else onnx.shape_inference.infer_shapes(model, strict_mode=True)
 
 # %% ../nbs/11_export.ipynb #1a1e181b
-def _props(qnet, casting):
-    return {'n2d2x.nbbits': str(qnet.nbbits), 'n2d2x.act_rescaling_mode': qnet.mode, 'n2d2x.casting': casting,
+def _props(qnet, casting, lean=False):
+    return {'n2d2x.nbbits': str(qnet.nbbits), 'n2d2x.act_rescaling_mode': qnet.mode, 'n2d2x.casting': casting, 'n2d2x.lean': str(int(lean)),
             'n2d2x.stimuli_range': repr(float(qnet.env_range)), 'n2d2x.stimuli_scale': str(qnet.env_scale)}
 
 # %% ../nbs/11_export.ipynb #4e1ae5d2
@@ -1177,3 +1251,52 @@ def export_onnx(net: Network,       # the network, with its parameters (not modi
     except (CalibrationError, ClippingModeError, QuantizeError, QATError) as e: raise ExportError(str(e)) from None
     _write_atomic(target, files)
     return export
+
+# %% ../nbs/11_export.ipynb #b3513b00
+def _op_kind(op, attrs):
+    "An op type, a (float or integer) Conv split by kind: depthwise, 1x1, dense."
+    if op not in ('Conv', 'ConvInteger', 'FusedConv'): return op   # (NCHWc's Conv is a Conv)
+    if attrs.get('group', 1) > 1: return f'{op} depthwise'
+    return f"{op} {'1x1' if list(attrs.get('kernel_shape', [])) == [1, 1] else 'dense'}"
+
+def _session(model, threads, profile=False):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads, so.enable_profiling, so.log_severity_level = threads, 1, profile, 3
+    tmp = tempfile.mkdtemp()
+    so.profile_file_prefix, so.optimized_model_filepath = os.path.join(tmp, 'ort'), os.path.join(tmp, 'optimized.onnx')
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=['CPUExecutionProvider'])
+    sess.optimized = so.optimized_model_filepath
+    return sess
+
+# %% ../nbs/11_export.ipynb #187c2c29
+def ort_speed(model, x, seconds=2.0, threads=2):
+    "Images per second of `model` on the batch x in onnxruntime (after 3 warm-up runs)."
+    sess = _session(model, threads)
+    feed = {sess.get_inputs()[0].name: x}
+    for _ in range(3): sess.run(None, feed)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds: sess.run(None, feed); n += 1
+    return n * len(x) / (time.perf_counter() - t0)
+
+def profile_ops(model, x, runs=20, threads=2):
+    "{op kind: (ms per run, nodes run)} of `model` on x, from onnxruntime's profiler (runs + 2 warm-ups averaged)."
+    kinds = {n.name: _op_kind(n.op_type, {a.name: helper.get_attribute_value(a) for a in n.attribute}) for n in model.graph.node}
+    sess = _session(model, threads, profile=True)   # and the nodes onnxruntime made (NCHWc, fusions), from its optimized model
+    kinds |= {n.name: _op_kind(n.op_type, {a.name: helper.get_attribute_value(a) for a in n.attribute}) for n in onnx.load(sess.optimized).graph.node}
+    for _ in range(runs + 2): sess.run(None, {sess.get_inputs()[0].name: x})
+    path = sess.end_profiling()
+    events = [e for e in json.load(open(path)) if e.get('cat') == 'Node' and e['name'].endswith('_kernel_time')]
+    os.remove(path)
+    ms, nodes = collections.Counter(), collections.defaultdict(set)
+    for e in events:
+        k = kinds.get(e['name'][:-12]) or _op_kind(e['args'].get('op_name', '?'), {})   # a node onnxruntime made: its op
+        ms[k] += e['dur'] / 1000 / (runs + 2); nodes[k].add(e['name'])
+    return {k: (ms[k], len(nodes[k])) for k in sorted(ms, key=ms.get, reverse=True)}
+
+# %% ../nbs/11_export.ipynb #f4c0f871
+def format_profile(rows):
+    "`profile_ops`'s rows as a markdown table: kind, nodes, ms per run, share."
+    total = sum(ms for ms, _ in rows.values())
+    lines = ['| op | nodes | ms | share |', '|---|---:|---:|---:|']
+    lines += [f'| {k} | {n} | {ms:.2f} | {100 * ms / total:.0f}% |' for k, (ms, n) in rows.items()]
+    return '\n'.join(lines + [f'| total | {sum(n for _, n in rows.values())} | {total:.2f} | |'])

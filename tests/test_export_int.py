@@ -54,9 +54,9 @@ def mismatches(qnet, model, casting, xi):
     return {n: int((got[n] != sim[n]).sum()) for n in names if (got[n] != sim[n]).any()}
 
 
-def check(qnet, casting, xi):
-    "Build the model of `casting`, check it, and compare every cell with the simulation."
-    model = to_onnx_int(qnet, casting == 'implicit', casting == 'fake')
+def check(qnet, casting, xi, lean=False):
+    "Build the model of `casting` (lean or the seed's), check it, and compare every cell with the simulation."
+    model = to_onnx_int(qnet, casting == 'implicit', casting == 'fake', lean=lean)
     if casting != 'implicit': onnx.checker.check_model(model, full_check=True)
     bad = mismatches(qnet, model, casting, xi)
     if casting == 'fake' and bad:   # allowed only downstream of a layer that float32 cannot hold exactly
@@ -185,6 +185,84 @@ def test_branchy_options(name, opts):
     for mode in RESCALING_MODES:
         q = quantize(net, cal, act_rescaling_mode=mode, **opts)
         for casting in CASTINGS: check(q, casting, quantize_input(q, x))
+
+
+# --- the lean graph (to_onnx_int(..., lean=True)): the same integers, fewer nodes ---
+
+LEAN = ('explicit', 'implicit')
+
+
+@pytest.mark.parametrize('nbbits', BITS)
+@pytest.mark.parametrize('mode', RESCALING_MODES)
+def test_lean_lenet_every_cell(nbbits, mode):
+    net, _, x_test, _ = lenet_data()
+    q = quantize(net, lenet_calibration(nbbits), nbbits=nbbits, act_rescaling_mode=mode)
+    for casting in LEAN:
+        lean = check(q, casting, quantize_input(q, x_test[:16 if casting == 'implicit' else 64]), lean=True)
+        seed = to_onnx_int(q, casting == 'implicit')
+        assert 'Relu' not in {n.op_type for n in lean.graph.node}   # every ReLU of LeNet goes into its clip
+        if mode != 'Floating-point': assert len(lean.graph.node) < len(seed.graph.node)
+        else: assert len(lean.graph.node) <= len(seed.graph.node)   # 4 Relu fewer, 4 Cast more (float MaxPool, explicit)
+
+
+@pytest.mark.parametrize('name', NETS)
+@pytest.mark.parametrize('opts', [{}, {'no_unsigned': True}, {'act_rescale_per_output': True}], ids=['plain', 'no_unsigned', 'per_output'])
+def test_lean_branchy(name, opts):
+    net, x, cal = branchy(name, 8, opts.get('no_unsigned', False))
+    for mode in RESCALING_MODES:
+        q = quantize(net, cal, act_rescaling_mode=mode, **opts)
+        for casting in LEAN: check(q, casting, quantize_input(q, x), lean=True)
+
+
+@pytest.mark.parametrize('nbbits', (4, 2))
+def test_lean_branchy_narrow(nbbits):
+    for name in NETS:
+        net, x, cal = branchy(name, nbbits)
+        q = quantize(net, cal, nbbits=nbbits)
+        for casting in LEAN: check(q, casting, quantize_input(q, x), lean=True)
+
+
+def mobilenet_block():
+    "An inverted residual: 1x1 expansion (ReLU), depthwise 3x3 (ReLU), 1x1 projection (linear, signed), a Sum, pooling, Fc."
+    return net_of([conv3('c0', ['env'], 8), conv1('exp', ['c0'], 24), Conv('dw', ['exp'], 24, relu, kernel=(3, 3), pads=(1, 1, 1, 1), groups=24),
+                   conv1('proj', ['dw'], 8, lin), ElemWise('add', ['proj', 'c0']), Conv('dw2', ['add'], 8, lin, kernel=(3, 3), pads=(1, 1, 1, 1), groups=8),
+                   Pool('gap', ['dw2'], pooling='Average', kernel=(8, 8)), Fc('fc', ['gap'], 10, lin), Softmax('softmax', ['fc'])], (3, 8, 8), seed=7)
+
+
+@pytest.mark.parametrize('mode', RESCALING_MODES)
+@pytest.mark.parametrize('opts', [{}, {'no_unsigned': True}, {'act_rescale_per_output': True}], ids=['plain', 'no_unsigned', 'per_output'])
+def test_lean_depthwise(mode, opts):
+    net = mobilenet_block()
+    x = np.random.default_rng(2).random((32, 3, 8, 8)).astype(np.float32)
+    q = quantize(net, calibrate(net, [x[:16], x[16:]], unsigned_data=not opts.get('no_unsigned')), act_rescaling_mode=mode, **opts)
+    for casting in LEAN: check(q, casting, quantize_input(q, x), lean=True)
+
+
+def test_lean_graph_form():
+    "Single-shift, explicit: uint8 ConvInteger weights (zero point 128), depthwise in float32, no Relu, BitShift or Cast pairs."
+    net = mobilenet_block()
+    x = np.random.default_rng(2).random((32, 3, 8, 8)).astype(np.float32)
+    q = quantize(net, calibrate(net, [x[:16], x[16:]]))
+    seed, lean = to_onnx_int(q), check(q, 'explicit', quantize_input(q, x), lean=True)
+    ops = lambda m, cell: [n.op_type for n in m.graph.node if n.name == cell or n.name.startswith(f'{cell}_') and n.name != f'{cell}_icast']
+    assert ops(seed, 'exp') == ['ConvInteger', 'Add', 'Relu', 'Cast', 'BitShift', 'Cast', 'Clip', 'Cast']   # the seed's, by default
+    assert ops(lean, 'exp') == ['ConvInteger', 'Add', 'Clip', 'Div', 'Cast']
+    assert ops(lean, 'proj') == ['ConvInteger', 'Add', 'Clip', 'Div', 'Add', 'Cast']   # signed: + lo after the floor
+    assert ops(lean, 'dw') == ['Conv', 'Clip', 'Cast']                                  # float32, exact: acc_bound < 2^24
+    assert 'Floor' in ops(lean, 'dw2')                                                   # a signed depthwise output
+    w = {t.name: t for t in lean.graph.initializer}
+    assert w['exp_w'].data_type == onnx.TensorProto.UINT8 and onnx.numpy_helper.to_array(w['exp_w_zero_point']) == 128
+    types = {n.op_type for n in lean.graph.node}
+    assert not types & {'Relu', 'BitShift'} and len(lean.graph.node) < len(seed.graph.node)
+    meta = {p.key: p.value for p in lean.metadata_props}
+    assert meta['n2d2x.lean'] == '1' and {p.key: p.value for p in seed.metadata_props}['n2d2x.lean'] == '0'
+
+
+def test_lean_fake_is_the_fake_graph():
+    net, _, x_test, _ = lenet_data()
+    q = quantize(net, lenet_calibration(8))
+    a, b = to_onnx_int(q, fake_quantization=True), to_onnx_int(q, fake_quantization=True, lean=True)
+    assert [n.op_type for n in a.graph.node] == [n.op_type for n in b.graph.node]
 
 
 def test_signed_fc_input_uses_a_zero_point():
