@@ -55,6 +55,7 @@ EXPORT_FLAGS = {   # N2D2's flag -> (the ExportOptions field it sets, how argpar
 NOT_ON_CLI = {   # the ExportOptions fields that no flag sets, and why
     'implicit_casting': 'N2D2 reads ImplicitCasting from the -export-parameters file',
     'fake_quantization': 'N2D2 reads FakeQuantization from the -export-parameters file',
+    'lean': 'read from the -export-parameters file (Lean=1), as the castings',
     'fuse': 'N2D2 always fuses before exporting',
     'opset': 'N2D2 has no such flag: the export writes the lowest opset that the graph needs',
     'progress': 'the command line shows it when its output is a terminal'}
@@ -179,10 +180,21 @@ def _export(net, sp, args, out_dir):
     return out
 
 # %% ../nbs/12_cli.ipynb #99094416
+def _one_line(message, category, filename, lineno, file=None, line=None):
+    "A warning as one line on stderr, as N2D2 prints its own: `n2d2x: warning: ...`."
+    print(f"n2d2x: warning: {message}", file=sys.stderr if file is None else file)
+
 def main(argv=None):
-    "Console entry point: `n2d2x NET.ini [options]`."
-    try: run(argv)
-    except _USER_ERRORS as e:
-        print(f"n2d2x: error: {e}", file=sys.stderr)
-        return 1
+    "Console entry point: `n2d2x NET.ini [options]`; N2D2X_DEBUG=1 shows warnings and internal errors as Python does."
+    debug = bool(os.environ.get('N2D2X_DEBUG'))
+    with warnings.catch_warnings():
+        if not debug: warnings.showwarning = _one_line
+        try: run(argv)
+        except _USER_ERRORS as e:
+            print(f"n2d2x: error: {e}", file=sys.stderr)
+            return 1
+        except Exception as e:   # a bug of n2d2x, not the user's: one line too, and the way to the traceback
+            if debug: raise
+            print(f"n2d2x: internal error: {type(e).__name__}: {e} (N2D2X_DEBUG=1 shows the traceback; please report it)", file=sys.stderr)
+            return 2
     return 0

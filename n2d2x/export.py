@@ -864,6 +864,7 @@ class ExportOptions:
     calib_reload: bool = False                # reuse the calibration statistics of the previous export in the same folder
     implicit_casting: bool = False            # ImplicitCasting: no Cast nodes (not type-strict)
     fake_quantization: bool = False           # FakeQuantization: float operators on integer values (implies ImplicitCasting)
+    lean: bool = False                        # Lean: the lean integer graph, fewer nodes, the same integers (onnxruntime's fastest)
     export_parameters: str | os.PathLike | None = None  # INI-like file setting ImplicitCasting and FakeQuantization (it wins)
     db_export: int = 0                        # test stimuli written with the outputs expected of them (-1: all)
     fuse: bool = True                         # remove Dropout, fuse BatchNorm and Padding first (N2D2 always does)
@@ -925,7 +926,8 @@ def _write_atomic(target, files):
     return target
 
 # %% ../nbs/11_export.ipynb #2eb94db0
-EXPORT_PARAMETERS = {'ImplicitCasting': False, 'FakeQuantization': False}   # N2D2's keys, the seed document's defaults
+EXPORT_PARAMETERS = {'ImplicitCasting': False, 'FakeQuantization': False,   # N2D2's keys, the seed document's defaults
+                     'Lean': False}   # n2d2x's: the lean integer graph (to_onnx_int(lean=True))
 
 def read_export_parameters(path):
     "The export parameters of the INI-like file `path` (-export-parameters): {key: bool}, global keys only."
@@ -1184,9 +1186,10 @@ def _check_verified(ver, casting, layers):
 def _int_export(net, sp, target, casting, opts):
     "(files, Export) of the integer export of the fused `net`."
     net, qnet, r, calib, cal = (_qat_quantized if opts.qat else _quantized)(net, sp, target, opts)
-    model = to_onnx_int(qnet, casting == 'implicit', casting == 'fake', opts.opset)
+    model = to_onnx_int(qnet, casting == 'implicit', casting == 'fake', opts.opset, lean=opts.lean)
     bits = _bits_used(qnet)
-    onnx.helper.set_model_props(model, {f'n2d2x.{k}': json.dumps(v) for k, v in bits.items()})
+    props = {**{p.key: p.value for p in model.metadata_props}, **{f'n2d2x.{k}': json.dumps(v) for k, v in bits.items()}}
+    onnx.helper.set_model_props(model, props)
     if casting != 'implicit': onnx.checker.check_model(model, full_check=True)
     n, part = opts.db_export if opts.db_export else sp.batch_size or 1, 'Test' if sp.count('Test') else cal['partition']
     ver = _by_target(net, _verify(net, qnet, r, casting, model, sp.batches(part, limit=None if n < 0 else n)), part, casting)
@@ -1242,6 +1245,8 @@ def export_onnx(net: Network,       # the network, with its parameters (not modi
     "Export `net` to `<out_dir>/export_ONNX_<int|float><n>/` (model.onnx, Readme.txt, ...), atomically."
     opts = _options(options, keywords)
     casting = _casting(opts.implicit_casting, opts.fake_quantization, opts.export_parameters)
+    if opts.export_parameters is not None:                      # the file wins, as for the castings
+        opts = dataclasses.replace(opts, lean=read_export_parameters(opts.export_parameters).get('Lean', opts.lean))
     net, qat = _qat_choice(net, opts.nbbits, opts.qat)
     opts = dataclasses.replace(opts, qat=qat)
     _check_nbbits(opts.nbbits, opts.calib or qat, opts.calib_reload, casting == 'fake')

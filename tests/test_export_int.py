@@ -3,6 +3,7 @@
 Explicit casting is run by onnxruntime, implicit casting by onnx.reference (with C's conversions), fake quantization by
 onnxruntime (exact wherever `layer_report` says float32 holds every value)."""
 import functools
+import re
 
 import numpy as np
 import onnx
@@ -331,3 +332,20 @@ def test_unfused_dropout_is_a_tensor_not_a_node():
         model = check(q, casting, quantize_input(q, x))
         assert [o.name for o in model.graph.output] == ['drop', 'fc']
         assert next(n for n in model.graph.node if n.op_type == 'Identity').output == ['drop']
+
+
+def test_lean_from_the_export_parameters_file(tmp_path, n2d2x):
+    "Lean=1 in -export-parameters: the CLI writes the lean graph (uint8 weights, no BitShift) and -test finds it bit-exact."
+    from n2d2x.network import model_path
+    (tmp_path / 'params.ini').write_text('Lean=1\n')
+    out = n2d2x([model_path('LeNet.ini'), '-seed', 1, '-w', model_path('LeNet_weights'), '-export', 'ONNX', '-nbbits', 8, '-calib', 100, '-db-export', 50,
+                 '-export-parameters', tmp_path / 'params.ini', '-test'], tmp_path)
+    assert re.search(r'onnxruntime: (\d+)/\1 outputs identical to the integer simulation', out), out[-1500:]
+    model = onnx.load(tmp_path / 'export_ONNX_int8' / 'model.onnx')
+    ops = {n.op_type for n in model.graph.node}
+    assert 'BitShift' not in ops and 'ConvInteger' in ops, ops
+    weights = {i.name: i for i in model.graph.initializer}
+    conv = next(n for n in model.graph.node if n.op_type == 'ConvInteger')
+    assert weights[conv.input[1]].data_type == onnx.TensorProto.UINT8
+    assert {p.key: p.value for p in model.metadata_props}.get('n2d2x.lean') == '1'
+    assert 'n2d2x.weight_bits' in {p.key for p in model.metadata_props}
