@@ -85,15 +85,51 @@ def _pad(x, pads, value=0):
 def _padding(cell, inputs): return _pad(concat_channels(inputs), (cell.top, cell.left, cell.bottom, cell.right))
 
 # %% ../nbs/05_engine.ipynb #213427a5
-def _im2col(x, kernel, stride, dilation):
-    "Every (dilated, strided) window of x [N, C, H, W] as an array [N, C, kH, kW, Ho, Wo]."
+def _im2col(x, kernel, stride, dilation, batch_inner=True):
+    "Every (dilated, strided) window of x [N, C, H, W], in one copy: [C, kH, kW, N, Ho, Wo], or [N, C, kH, kW, Ho, Wo]."
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
-    win = sliding_window_view(x, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3))
-    return np.ascontiguousarray(win[:, :, ::sh, ::sw, ::dh, ::dw].transpose(0, 1, 4, 5, 2, 3))
+    win = sliding_window_view(x, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3))[:, :, ::sh, ::sw, ::dh, ::dw]
+    return np.ascontiguousarray(win.transpose((1, 4, 5, 0, 2, 3) if batch_inner else (0, 1, 4, 5, 2, 3)))
+
+# %% ../nbs/05_engine.ipynb #c0110cb7
+_COLS_BYTES = 64 << 20
+_ONE_THREAD = 1 << 18   # OpenBLAS multiplies products of fewer multiply-adds than this on one thread
+
+def _conv_gemm(x, w, stride, dilation, groups, out_hw):
+    "Convolution of the padded x by im2col and matrix products (in chunks of bounded memory)."
+    n, (m, cg, kh, kw), (oh, ow) = len(x), w.shape, out_hw
+    k, y = cg * kh * kw, np.empty((n, m, oh, ow), np.result_type(x, w))
+    wg, per_image = w.reshape(groups, m // groups, k), m // groups * k * oh * ow < _ONE_THREAD
+    step = max(1, _COLS_BYTES // max(1, x.itemsize * x.shape[1] * kh * kw * oh * ow))
+    for i in range(0, n, step):
+        if per_image:   # small products, on one thread each: one per image and group, straight into NCHW
+            cols = _im2col(x[i:i + step], (kh, kw), stride, dilation, False).reshape(-1, groups, k, oh * ow)
+            np.matmul(wg, cols, out=y[i:i + step].reshape(-1, groups, m // groups, oh * ow))
+        else:           # one large product per group over the chunk, then back to NCHW
+            cols = _im2col(x[i:i + step], (kh, kw), stride, dilation).reshape(groups, k, -1)
+            y[i:i + step] = (wg @ cols).reshape(m, -1, oh, ow).transpose(1, 0, 2, 3)
+    return y
+
+# %% ../nbs/05_engine.ipynb #5354f9ae
+_CACHE_BYTES = 1 << 20
+
+def _depthwise(x, w, stride, dilation, groups, out_hw):
+    "Depthwise convolution (one input channel per group) of the padded x: the weighted sum of its kH x kW shifted slices."
+    (m, _, kh, kw), (sh, sw), (dh, dw), (oh, ow) = w.shape, stride, dilation, out_hw
+    if m != x.shape[1]: x = np.repeat(x, m // x.shape[1], axis=1)   # channel multiplier: output m reads channel m // (M/C)
+    y = np.empty((len(x), m, oh, ow), np.result_type(x, w))
+    step = max(1, _CACHE_BYTES // (y[0].nbytes or 1))   # a few images at a time: their maps stay in cache across the taps
+    taps = [(u * dh, v * dw, w[:, 0, u, v, None, None]) for u in range(kh) for v in range(kw)]
+    for i in range(0, len(x), step):
+        xs, ys = x[i:i + step], y[i:i + step]
+        tmp = np.empty_like(ys)
+        for k, (a, b, wk) in enumerate(taps):
+            tap = xs[:, :, a:a + sh * (oh - 1) + 1:sh, b:b + sw * (ow - 1) + 1:sw]
+            if k == 0: np.multiply(tap, wk, out=ys)
+            else: ys += np.multiply(tap, wk, out=tmp)
+    return y
 
 # %% ../nbs/05_engine.ipynb #53420150
-_COLS_BYTES = 64 << 20
-
 def conv2d(x,                   # input [N, C, H, W]
            w,                   # weights [M, C/groups, kH, kW]
            bias=None,           # [M], or None
@@ -102,17 +138,14 @@ def conv2d(x,                   # input [N, C, H, W]
            pads=(0, 0, 0, 0),   # (top, left, bottom, right); negative values crop
            groups=1             # C and M are split into this many groups
           ):
-    "Convolution of x [N, C, H, W] by w [M, C/groups, kH, kW] (+ bias [M]) by im2col and one matmul per group."
+    "Convolution of x [N, C, H, W] by w [M, C/groups, kH, kW] (+ bias [M]): direct if depthwise, else im2col and matrix products."
     n, (m, cg, kh, kw) = len(x), w.shape
     if x.shape[1] != cg * groups: raise EngineError(f"conv2d: {x.shape[1]} input channels, weights {list(w.shape)} need {cg * groups}")
     x = _pad(x, pads)
     oh = (x.shape[2] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     ow = (x.shape[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    wg, y = w.reshape(groups, m // groups, cg * kh * kw), np.empty((n, m, oh, ow), np.result_type(x, w))
-    step = max(1, _COLS_BYTES // max(1, x.itemsize * x.shape[1] * kh * kw * oh * ow))
-    for i in range(0, n, step):
-        cols = _im2col(x[i:i + step], (kh, kw), stride, dilation).reshape(-1, groups, cg * kh * kw, oh * ow)
-        np.matmul(wg, cols, out=y[i:i + step].reshape(-1, groups, m // groups, oh * ow))
+    kernel = _depthwise if cg == 1 and groups > 1 else _conv_gemm
+    y = kernel(x, w, stride, dilation, groups, (oh, ow))
     if bias is not None: y += bias.reshape(1, m, 1, 1)
     return y
 
@@ -172,12 +205,17 @@ def _batchnorm(cell, inputs):
     return x * a.astype(np.float32)[:, None, None] + (b - m * a).astype(np.float32)[:, None, None]
 
 # %% ../nbs/05_engine.ipynb #0bbb4a6b
+def _weighted(t, wi, si):
+    "wi * t + si, without multiplying by 1 or adding 0 (a residual sum): two passes over the maps instead of six."
+    t = t if wi == 1 else np.float32(wi) * t
+    return t if si == 0 else t + np.float32(si)
+
 @KERNELS.register('ElemWise')
 def _elemwise(cell, inputs):
     n = len(inputs)
     w, s = cell.weights or [1.0] * n, cell.shifts or [0.0] * n
     op = cell.operation
-    if op == 'Sum': return sum(np.float32(wi) * t + np.float32(si) for t, wi, si in zip(inputs, w, s))
+    if op == 'Sum': return functools.reduce(np.add, (_weighted(t, wi, si) for t, wi, si in zip(inputs, w, s)), np.float32(0))
     if op == 'AbsSum': return sum(np.float32(wi) * np.abs(t) for t, wi in zip(inputs, w))
     if op == 'EuclideanSum': return np.sqrt(sum(np.float32(wi * wi) * t * t + np.float32(si * si) for t, wi, si in zip(inputs, w, s)))
     if op == 'Prod': return functools.reduce(np.multiply, inputs)
@@ -497,13 +535,6 @@ def _unpad(dx, pads):
     "The adjoint of `_pad`: crop what was padded, zero-pad what was cropped."
     return _pad(dx, tuple(-p for p in pads))
 
-# %% ../nbs/05_engine.ipynb #ca11d99e
-def _cols_t(x, kernel, stride, dilation):
-    "Every window of x [N, C, H, W] as an array [C, kH, kW, N, Ho, Wo]: im2col with the batch next to the positions."
-    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
-    win = sliding_window_view(x, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3))
-    return np.ascontiguousarray(win[:, :, ::sh, ::sw, ::dh, ::dw].transpose(1, 4, 5, 0, 2, 3))
-
 # %% ../nbs/05_engine.ipynb #92361753
 def conv2d_backward(x,                   # the convolution's input [N, C, H, W]
                     w,                   # its weights [M, C/groups, kH, kW]
@@ -522,7 +553,7 @@ def conv2d_backward(x,                   # the convolution's input [N, C, H, W]
     step = max(1, _COLS_BYTES // max(1, x.itemsize * x.shape[1] * kh * kw * oh * ow))
     for i in range(0, n, step):
         g = dy[i:i + step].transpose(1, 0, 2, 3).reshape(groups, m // groups, -1)
-        dw += g @ _cols_t(x[i:i + step], (kh, kw), stride, dilation).reshape(groups, k, -1).transpose(0, 2, 1)
+        dw += g @ _im2col(x[i:i + step], (kh, kw), stride, dilation).reshape(groups, k, -1).transpose(0, 2, 1)
         if need_dx:
             dcols = (wt @ g).reshape(groups * cg, kh, kw, -1, oh, ow).transpose(3, 0, 1, 2, 4, 5)
             _col2im(dx[i:i + step], dcols, stride, dilation)
