@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_export.ipynb #09f1741c
 from __future__ import annotations
-import collections, dataclasses, difflib, json, math, os, shutil, tempfile, time
+import collections, dataclasses, difflib, json, math, os, re, shutil, tempfile, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -908,10 +908,25 @@ def _umask():
     m = os.umask(0o077); os.umask(m)
     return m
 
+def _alive(pid):
+    "True when process `pid` exists (or may: another user's)."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: pass
+    return True
+
+def _remove_stale(target):
+    "Remove the temporary folders `.<target>.tmp-<pid>-*` of earlier exports into `target` whose process is gone (killed)."
+    name = re.compile(rf'\.{re.escape(target.name)}\.tmp-(\d+)-[^/]*$')
+    for p in target.parent.iterdir():
+        m = name.match(p.name)
+        if m and p.is_dir() and not p.is_symlink() and not _alive(int(m.group(1))): shutil.rmtree(p, ignore_errors=True)
+
 def _write_atomic(target, files):
     "Create folder `target` holding `files` ({name: write(path)}) all at once, replacing any previous one."
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp, old = Path(tempfile.mkdtemp(prefix=f'.{target.name}.tmp-', dir=target.parent)), None
+    _remove_stale(target)
+    tmp, old = Path(tempfile.mkdtemp(prefix=f'.{target.name}.tmp-{os.getpid()}-', dir=target.parent)), None
     try:
         tmp.chmod(0o777 & ~_umask())   # mkdtemp's folder is private (0700)
         for name, write in files.items(): write(tmp / name)
