@@ -97,6 +97,7 @@ class Filler:
     "A weights or bias filler: N2D2 type name and its parameters (`Mean`, `StdDev`, `VarianceNorm`, ...)."
     type: str = 'NormalFiller'
     params: dict = field(default_factory=lambda: {'Mean': 0.0, 'StdDev': 0.05})
+    origin: str = field(default='', compare=False, repr=False)  # 'FILE:LINE' of the INI key that sets it, for messages
 
 @dataclass
 class Cell:
@@ -492,7 +493,7 @@ _SPATIAL = {f'{p}{s}' for p in ('Stride', 'Padding', 'Dilation', 'SubSample') fo
 _KEYS = {
     'Conv': _SPATIAL | {'KernelWidth', 'KernelHeight', 'KernelSize', 'KernelDims', 'NoBias', 'WeightsFiller',
                         'BiasFiller', 'WeightsExportFormat', 'WeightsExportFlip'},
-    'Fc': {'NoBias', 'DropConnect', 'WeightsFiller', 'BiasFiller'},
+    'Fc': {'NoBias', 'DropConnect', 'WeightsFiller', 'BiasFiller', 'Normalize'},
     'Pool': _SPATIAL | {'Pooling', 'PoolWidth', 'PoolHeight', 'PoolSize', 'PoolDims'},
     'BatchNorm': {'Epsilon', 'MovingAverageMomentum'},
     'ElemWise': {'Operation', 'Weights', 'Shifts', 'CoeffMode'},
@@ -602,7 +603,9 @@ def _activation(keys):
 def _filler(keys, name):
     t = keys.get(name, 'NormalFiller')
     params = {k[len(name) + 1:]: keys.get(k) for _, k in keys.keys() if k.startswith(name + '.')}
-    return Filler(t, params if params or t != 'NormalFiller' else {'Mean': 0.0, 'StdDev': 0.05})
+    s = keys.where(name) or keys.section
+    origin = f"{keys.ini.file(s, name)}:{keys.ini.line(s, name)}"
+    return Filler(t, params if params or t != 'NormalFiller' else {'Mean': 0.0, 'StdDev': 0.05}, origin)
 
 # %% ../nbs/01_network.ipynb #b5757ed5
 _BUILD = Registry('INI', IniError)   # cell type -> builder(keys, cell, in_dims): reads the type's own keys into the cell
@@ -623,6 +626,7 @@ def _build_conv(keys, cell, in_dims):
 
 @_BUILD.register('Fc')
 def _build_fc(keys, cell, in_dims):
+    if keys.get_bool('Normalize', False): raise keys.ini.error(keys.where('Normalize'), 'Normalize', _FC_NORMALIZE.format(keys.section))
     cell.no_bias = keys.get_bool('NoBias', False)
     cell.weights_filler, cell.bias_filler = _filler(keys, 'WeightsFiller'), _filler(keys, 'BiasFiller')
 
@@ -694,6 +698,15 @@ def _build_reshape(keys, cell, in_dims):
 
 @_BUILD.register('Activation')
 def _build_activation(keys, cell, in_dims): pass   # only its ActivationFunction keys, read for every cell
+
+# %% ../nbs/01_network.ipynb #ef63ed00
+_N2D2_ONLY = "cannot be exported: N2D2's ONNX export has no exporter for it (only for Conv, Fc, Pool, ElemWise, Concat, BatchNorm, Softmax cells)"
+_BUILD.refuse('Normalize', why=f"(an L2 normalization across channels) {_N2D2_ONLY}")
+_BUILD.refuse('TargetBias', why=f"(AM-Softmax's margin on the target's score in learning) {_N2D2_ONLY}")
+_BUILD.refuse('Anchor', 'RP', 'ROIPooling', why=f"(Faster R-CNN's anchors, region proposals, ROI pooling) {_N2D2_ONLY}")
+_BUILD.refuse('Threshold', why=f"(a post-processing threshold) {_N2D2_ONLY}")
+_FC_NORMALIZE = ("[{}]: Normalize=1 (N2D2 divides the weights by their L2 norm in place at every propagation) is not supported: "
+                 "the exported weights would depend on how many propagations ran")
 
 # %% ../nbs/01_network.ipynb #b32a3ba1
 @_BUILD.register('Deconv')
@@ -801,6 +814,7 @@ def _cell_sections(ini, sp):
 def _build_cell(ini, section, inputs, cells, pseudo, input_dims):
     keys = CellKeys(ini, section, pseudo)
     t = keys.get('Type')
+    if t in _BUILD.refused: raise ini.error(keys.where('Type'), 'Type', f"[{section}]: cell Type '{t}' {_BUILD.refused[t]}")
     if t not in _BUILD: raise ini.error(keys.where('Type'), 'Type', f"[{section}]: unknown cell Type '{t}' (known: {', '.join(_BUILD)})")
     _check_keys(keys, t)
     in_dims = [input_dims if i == 'env' else cells[i].dims for i in inputs]
@@ -865,12 +879,14 @@ def _configure(ini, section, cell, pseudo):
 def _build_onnx(ini, section, inputs, cells, pseudo, input_dims):
     "(cells, OnnxGraph) of the ONNX model of a Type=ONNX section, fed by its Input cells."
     keys = CellKeys(ini, section, pseudo)
+    path = _onnx_file(ini, keys)   # first, as N2D2 does (which never checks the other keys of a Type=ONNX section)
     for s, k in keys.keys():
         if not (k.startswith('$') or k in _ONNX_KEYS): raise ini.error(s, k, f"[{section}]: unknown key '{k}' for a Type=ONNX section (known: {', '.join(sorted(_ONNX_KEYS))})")
     in_dims = [input_dims if i == 'env' else cells[i].dims for i in inputs]
     try:
-        g = read_onnx(_onnx_file(ini, keys), inputs, in_dims if keys.get_bool('IgnoreInputSize', False) else None,
-                      keys.get('Ignore', '').split(), keys.get_bool('Transpose', False), keys.get_bool('ONNX_init', True), prune=False)
+        g = read_onnx(path, inputs, in_dims if keys.get_bool('IgnoreInputSize', False) else None,
+                      keys.get('Ignore', '').split(), keys.get_bool('Transpose', False), keys.get_bool('ONNX_init', True), prune=False,
+                      default_dims=in_dims)   # for an input of open size: what feeds it (N2D2's DeepNetGenerator)
         for i, d, m in zip(inputs, in_dims, g.input_dims):
             if tuple(d) != tuple(m): raise ini.error(section, 'Input', f"[{section}]: the ONNX model takes inputs of dims {m} (C, H, W), '{i}' gives {d} (IgnoreInputSize=1 uses {d})")
         new = cells_from_onnx(g, dict(zip(inputs, in_dims)))

@@ -4,6 +4,7 @@
 
 # %% ../nbs/00a_onnx_read.ipynb #e84235de
 from __future__ import annotations
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -87,7 +88,9 @@ def _nhwc(model, name):
     readers = [n for n in model.graph.node if name in n.input]
     return bool(readers) and all(n.op_type == 'Transpose' and list(_attr(n, 'perm', [])) == [0, 3, 1, 2] for n in readers)
 
-def data_inputs(model, input_dims, path):
+def _open(shape): return shape is None or len(shape) < 2 or any(d is None for d in shape[1:])
+
+def data_inputs(model, input_dims, path, default_dims=None):
     "[(name, ONNX shape with batch 1, nhwc, elem_type)] of the graph inputs that no initializer feeds."
     inits, out = {t.name for t in model.graph.initializer}, []
     for k, vi in enumerate(i for i in model.graph.input if i.name not in inits):
@@ -95,10 +98,19 @@ def data_inputs(model, input_dims, path):
         nhwc = shape is not None and len(shape) == 4 and _nhwc(model, vi.name)
         if input_dims is not None and input_dims[k] is not None:
             shape = _onnx_shape(input_dims[k], len(shape) if shape else 4, nhwc)
-        if shape is None or len(shape) < 2 or any(d is None for d in shape[1:]):
-            raise OnnxImportError(f"{path}: input '{vi.name}' has no fixed size ({shape}): give its dims")
+        elif _open(shape) and default_dims is not None and default_dims[k] is not None:
+            shape = _open_input(vi.name, shape, _onnx_shape(default_dims[k], len(shape) if shape else 4, nhwc), default_dims[k], path)
+        if _open(shape): raise OnnxImportError(f"{path}: input '{vi.name}' has no fixed size ({shape}): give its dims")
         out.append((vi.name, (1,) + tuple(shape[1:]), nhwc, vi.type.tensor_type.elem_type))
     return out
+
+# %% ../nbs/00a_onnx_read.ipynb #bc4df360
+def _open_input(name, shape, given, dims, path):
+    "`given`, the shape from the dims that feed input `name`, once checked against the dims its model `shape` fixes."
+    if shape is not None and any(m is not None and m != g for m, g in zip(shape[1:], given[1:])):
+        raise OnnxImportError(f"{path}: input '{name}' of shape {shape} cannot take the dims {tuple(dims)} (C, H, W) of its input")
+    warnings.warn(f"{path}: input '{name}' has no fixed size {shape}: it takes the dims {tuple(dims)} (C, H, W) of its input, as N2D2 does")
+    return given
 
 # %% ../nbs/00a_onnx_read.ipynb #c20e6ac3
 _NEVER_FOLD = {'RandomNormal', 'RandomUniform', 'RandomNormalLike', 'RandomUniformLike', 'Multinomial', 'Bernoulli',
@@ -769,10 +781,11 @@ def read_onnx(path_or_model,       # an .onnx file or a ModelProto
               transpose=False,     # N2D2's Transpose=1: the network on maps whose H and W are swapped
               load_weights=True,   # False: no Conv/Deconv/Fc/BatchNorm parameters (N2D2's ONNX_init=0)
               prune=True,          # drop the cells that no graph output needs
+              default_dims=None,   # (C, H, W) of what feeds each data input, for an input of open size (N2D2 takes the provider's)
              ) -> OnnxGraph:
     "Read an ONNX model as N2D2 cell specs."
     model, path = load_model(path_or_model)
-    data = data_inputs(model, input_dims, path)
+    data = data_inputs(model, input_dims, path, default_dims)
     if len(data) != len(inputs):
         raise OnnxImportError(f"{path}: the model has {len(data)} data input(s) {[d[0] for d in data]}, fed by {len(inputs)}: {list(inputs)}")
     nodes, consts, shapes = fold_constants(model, data, path)

@@ -35,6 +35,7 @@ _CHOICES = {'VarianceNorm': ('FanIn', 'Average', 'FanOut'), 'Distribution': ('Un
 # %% ../nbs/02_weights.ipynb #cce6261b
 def _filler_params(filler, where):
     "The filler's parameters with defaults applied and numbers parsed; WeightsError on anything unknown."
+    if filler.origin: where = f"{filler.origin}: {where}"   # the INI file and line that set the filler
     if filler.type not in _FILLERS:
         raise WeightsError(f"{where}: unknown filler '{filler.type}' (known: {', '.join(_FILLERS)})")
     known, p = _FILLERS[filler.type], {}
@@ -130,9 +131,12 @@ def fill(net: Network, seed=1):
     return net
 
 # %% ../nbs/02_weights.ipynb #1b4df249
+_RESERVED = {'CON', 'PRN', 'AUX', 'NUL', *(f'{d}{i}' for d in ('COM', 'LPT') for i in range(1, 10))}   # Windows' device names
+
 def file_name(name):
-    "The base name of a cell's weight files: control characters and `< > : \" | ? *` replaced by `_`."
-    return ''.join('_' if ord(ch) < 32 or ord(ch) == 127 or ch in '<>:"|?*' else ch for ch in name)
+    "The base name of a file named after a cell, target or ONNX value: one path component, never a path."
+    s = ''.join('_' if ord(ch) < 32 or ord(ch) == 127 or ch in '<>:"|?*/\\' else ch for ch in name)
+    return '_' + s if not s.strip('.') or s.split('.')[0].upper() in _RESERVED else s
 
 # %% ../nbs/02_weights.ipynb #a14032b9
 def _files(d, cell, parts):
@@ -156,7 +160,12 @@ def _numbers(path, expected, cell):
     if len(v) > expected:
         raise WeightsError(f"{path}:{line(expected)}: cell [{cell}]: too many values (trailing data): "
                            f"expected {expected}, found {len(v)}")
-    return v.astype(np.float32)
+    f = v.astype(np.float32)
+    bad = np.flatnonzero(~np.isfinite(f))
+    if len(bad):                                   # nan, inf, or beyond float32 (3.4e38): it would make the network's outputs NaN
+        i = int(bad[0])
+        raise WeightsError(f"{path}:{line(i)}: cell [{cell}]: '{toks[i]}' is not a finite float32 ({len(bad)} such values)")
+    return f
 
 def _is_number(t):
     try: float(t); return True

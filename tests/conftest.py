@@ -2,6 +2,7 @@
 on Fashion-MNIST by the command (once per session)."""
 import contextlib
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,18 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / 'fixtures'
 FASHION = Path('/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz')
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'slow: over a minute on two cores; runs only with N2D2X_SLOW=1 (as the notebooks\' #| slow cells)')
+
+
+def pytest_collection_modifyitems(config, items):
+    "Skip the tests marked slow unless N2D2X_SLOW=1, the switch of the notebooks' slow cells (tests/test_notebooks.py)."
+    if os.environ.get('N2D2X_SLOW'): return
+    skip = pytest.mark.skip(reason='slow: run with N2D2X_SLOW=1')
+    for item in items:
+        if 'slow' in item.keywords: item.add_marker(skip)
 
 
 def run_n2d2x(argv, cwd, expect=0):

@@ -236,7 +236,7 @@ def test_unsafe_or_huge_expressions_refused(expr, why):
     ini = Ini.from_string(f'[a]\n\nX=$({expr})\n', 'e.ini')
     t0 = time.perf_counter()
     with pytest.raises(IniError) as e: ini.get('a', 'X')
-    assert time.perf_counter() - t0 < 1
+    assert time.perf_counter() - t0 < 10   # refused before any work: no hang, even on a loaded machine
     assert (e.value.file, e.value.line) == ('e.ini', 3) and why in str(e.value) and 'cannot evaluate' in str(e.value)
 
 
