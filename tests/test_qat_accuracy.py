@@ -215,6 +215,11 @@ def export_accuracies(n2d2x, ini_path, weights, nbbits, cwd):
     return tuple(map(float, m.groups()))
 
 
+def bits_metadata(path):
+    "The model's metadata of the bits its tensors occupy (JSON): n2d2x.weight_bits, n2d2x.activation_bits."
+    return [p for p in onnx.load(path).metadata_props if p.key in ('n2d2x.weight_bits', 'n2d2x.activation_bits')]
+
+
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory, n2d2x):
     "{body name: weights folder of its float network}, learnt by the n2d2x command (30,000 stimuli)."
@@ -244,7 +249,7 @@ def test_default_mode_sat_exports_at_its_accuracy(bits, trained, tmp_path, n2d2x
     print(f"W{bits}A{bits}: QAT network {qat_acc:.2f} %, integer simulation {sim:.2f} %, onnxruntime {ort:.2f} %")
     assert sim == ort and abs(sim - qat_acc) <= 0.3 and qat_acc > 75, (qat_acc, sim)
     export = tmp_path / f'export_ONNX_int{bits}'
-    meta = {p.key: json.loads(p.value) for p in onnx.load(export / 'model.onnx').metadata_props}
+    meta = {p.key: json.loads(p.value) for p in bits_metadata(export / 'model.onnx')}
     assert meta['n2d2x.weight_bits'] == dict.fromkeys(['conv1', 'conv2', 'fc'], bits + 1)      # the odd levels 2k - R
     assert {k: v for k, v in meta['n2d2x.activation_bits'].items() if k in ('conv1', 'conv2')} == {'conv1': bits, 'conv2': bits}
     assert meta['n2d2x.activation_bits']['env'] == 8 and meta['n2d2x.activation_bits']['fc'] == 16   # the logits
@@ -263,7 +268,7 @@ def test_docs_recipe_first_and_last_layers_at_8_bits(trained, tmp_path, n2d2x, c
     qat_acc, sim, ort = export_accuracies(n2d2x, path, weights, 8, tmp_path)
     print(f"docs' LeNet W4A4, first and last W8: QAT network {qat_acc:.2f} %, integer simulation {sim:.2f} %")
     assert sim == ort and abs(sim - qat_acc) <= 0.3 and qat_acc > 75, (qat_acc, sim)
-    meta = {p.key: json.loads(p.value) for p in onnx.load(tmp_path / 'export_ONNX_int8' / 'model.onnx').metadata_props}
+    meta = {p.key: json.loads(p.value) for p in bits_metadata(tmp_path / 'export_ONNX_int8' / 'model.onnx')}
     assert meta['n2d2x.weight_bits'] == {'conv1': 9, 'conv2': 5, 'fc': 9}   # conv2: its 4-bit levels 2k - 15, in 5 bits
 
 
