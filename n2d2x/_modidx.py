@@ -461,6 +461,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '', 'doc_host': '.', 'git_ur
                               'n2d2x.export._verify': ('export.html#_verify', 'n2d2x/export.py'),
                               'n2d2x.export._weighted': ('export.html#_weighted', 'n2d2x/export.py'),
                               'n2d2x.export._wide_error': ('export.html#_wide_error', 'n2d2x/export.py'),
+                              'n2d2x.export._with_parameters': ('export.html#_with_parameters', 'n2d2x/export.py'),
                               'n2d2x.export._write_atomic': ('export.html#_write_atomic', 'n2d2x/export.py'),
                               'n2d2x.export._zero_point': ('export.html#_zero_point', 'n2d2x/export.py'),
                               'n2d2x.export.draw_graph': ('export.html#draw_graph', 'n2d2x/export.py'),

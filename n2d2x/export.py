@@ -865,7 +865,7 @@ class ExportOptions:
     implicit_casting: bool = False            # ImplicitCasting: no Cast nodes (not type-strict)
     fake_quantization: bool = False           # FakeQuantization: float operators on integer values (implies ImplicitCasting)
     lean: bool = False                        # Lean: the lean integer graph, fewer nodes, the same integers (onnxruntime's fastest)
-    export_parameters: str | os.PathLike | None = None  # INI-like file setting ImplicitCasting and FakeQuantization (it wins)
+    export_parameters: str | os.PathLike | None = None  # INI-like file setting ImplicitCasting, FakeQuantization, Lean (it wins)
     db_export: int = 0                        # test stimuli written with the outputs expected of them (-1: all)
     fuse: bool = True                         # remove Dropout, fuse BatchNorm and Padding first (N2D2 always does)
     cle: bool = True                          # cross-layer equalization before the weight clipping
@@ -956,11 +956,14 @@ def read_export_parameters(path):
         return {k: ini.get_bool(None, k) for k in EXPORT_PARAMETERS if ini.has(None, k)}
     except IniError as e: raise ExportError(str(e)) from None
 
-def _casting(implicit_casting, fake_quantization, export_parameters):
-    "explicit, implicit or fake, from the keyword arguments and the export parameters file (which wins)."
-    p = {'ImplicitCasting': implicit_casting, 'FakeQuantization': fake_quantization}
-    if export_parameters is not None: p.update(read_export_parameters(export_parameters))
-    return 'fake' if p['FakeQuantization'] else 'implicit' if p['ImplicitCasting'] else 'explicit'
+_FIELDS = {'ImplicitCasting': 'implicit_casting', 'FakeQuantization': 'fake_quantization', 'Lean': 'lean'}   # key -> ExportOptions field
+
+def _with_parameters(opts):
+    "`opts` with the fields that its export parameters file sets replaced (the file wins over the keywords)."
+    if opts.export_parameters is None: return opts
+    return dataclasses.replace(opts, **{_FIELDS[k]: v for k, v in read_export_parameters(opts.export_parameters).items()})
+
+def _casting(opts): return 'fake' if opts.fake_quantization else 'implicit' if opts.implicit_casting else 'explicit'
 
 # %% ../nbs/11_export.ipynb #126e1d93
 def _calibration_set(sp):
@@ -1259,9 +1262,8 @@ def export_onnx(net: Network,       # the network, with its parameters (not modi
                 **keywords) -> Export:  # fields of ExportOptions that replace those of `options`: nbbits=-32, calib=-1, ...
     "Export `net` to `<out_dir>/export_ONNX_<int|float><n>/` (model.onnx, Readme.txt, ...), atomically."
     opts = _options(options, keywords)
-    casting = _casting(opts.implicit_casting, opts.fake_quantization, opts.export_parameters)
-    if opts.export_parameters is not None:                      # the file wins, as for the castings
-        opts = dataclasses.replace(opts, lean=read_export_parameters(opts.export_parameters).get('Lean', opts.lean))
+    opts = _with_parameters(opts)
+    casting = _casting(opts)
     net, qat = _qat_choice(net, opts.nbbits, opts.qat)
     opts = dataclasses.replace(opts, qat=qat)
     _check_nbbits(opts.nbbits, opts.calib or qat, opts.calib_reload, casting == 'fake')
