@@ -4,16 +4,16 @@
 
 # %% ../nbs/08_calibrate.ipynb #de6d9cfb
 from __future__ import annotations
-import math, struct, sys
+import hashlib, math, struct, sys
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 from fastcore.basics import patch
-from matplotlib.figure import Figure
 from .network import Network, value_ranges
 from .helpers import Registry, round_half_away
 from .engine import forward
 from .weights import file_name
+from .progress import progress_bar
 
 # %% auto #0
 __all__ = ['CLIPPING_MODES', 'CalibrationError', 'ClippingModeError', 'output_range', 'is_output_unsigned', 'RangeStats',
@@ -145,13 +145,23 @@ def _chunks(n_items, per_item, budget=1 << 18):
     return [slice(i, i + k) for i in range(0, n_items, k)]
 
 def _sequential_sum(a):
-    "Sum over axis 0 in order, as N2D2's loop adds (np.sum may add pairwise)."
-    return np.cumsum(a, axis=0)[-1]
+    "Sum over axis 0 of a C-ordered 2-D array in row order, as N2D2's loop adds (numpy adds pairwise only along the contiguous axis)."
+    return np.add.reduce(np.ascontiguousarray(a), axis=0)
 
 # %% ../nbs/08_calibrate.ipynb #7d0dcf33
 def _levels(hist, nbbits):
     "Integer range of the quantized values: unsigned when the histogram starts at >= 0."
     return (0.0, 2.0 ** nbbits - 1) if hist.min_val >= 0 else (-2.0 ** (nbbits - 1), 2.0 ** (nbbits - 1) - 1)
+
+_BELOW_HALF = np.nextafter(0.5, 0.0)   # 0.49999999999999994: the one value floor(y + 0.5) rounds the wrong way
+
+def _round_half_away_inplace(y):
+    "C's round() of `y` (float64) in place: floor(|y| + 0.5) with its sign, exact below 2**52 (what the clamp keeps)."
+    sign, below = np.signbit(y), np.abs(y) == _BELOW_HALF
+    np.abs(y, out=y); y += 0.5; np.floor(y, out=y)
+    y[below] = 0.0
+    np.negative(y, out=y, where=sign)
+    return y
 
 def _mse(hist, nbbits, ts):
     "MSE(t) of the histogram quantized on `nbbits` with each threshold of `ts`."
@@ -159,10 +169,12 @@ def _mse(hist, nbbits, ts):
     nz = np.flatnonzero(hist.counts)
     c, p = hist.centers[nz, None], (hist.counts[nz] / float(hist.total))[:, None]
     out = np.empty(len(ts))
-    for s in _chunks(len(ts), len(nz)):
+    for s in _chunks(len(ts), len(nz), budget=1 << 19):
         k = qmax / ts[s]
-        d = c - np.clip(round_half_away(c * k), qmin, qmax) / k
-        out[s] = _sequential_sum(d * d * p)
+        d = _round_half_away_inplace(c * k)        # one (bins x candidates) buffer, every step in place
+        np.clip(d, qmin, qmax, out=d); d /= k
+        np.subtract(c, d, out=d); d *= d; d *= p
+        out[s] = _sequential_sum(d)
     return out
 
 # %% ../nbs/08_calibrate.ipynb #7d19a7c0
@@ -192,6 +204,8 @@ def _best(hist, crit, nbbits):
     ts = _candidates(hist.max_abs)
     return float(ts[np.argmin(crit(hist, nbbits, ts))]) if len(ts) else hist.max_abs
 
+_THRESHOLDS = {}   # (mode, nbbits, quantile, range, digest of the counts) -> threshold: each histogram searched once
+
 def threshold(stats,            # the cell's Histogram (MSE, KL-Divergence, Quantile) or RangeStats (None)
               nbbits=8,         # the integer width T is chosen for
               mode='MSE',       # the clipping mode: None, MSE, KL-Divergence, Quantile
@@ -200,8 +214,12 @@ def threshold(stats,            # the cell's Histogram (MSE, KL-Divergence, Quan
     want = RangeStats if _check_mode(mode) == 'None' else Histogram
     if not isinstance(stats, want): raise TypeError(f"mode {mode} needs a {want.__name__}, got {type(stats).__name__}")
     if mode == 'None': return stats.max_abs
-    if mode == 'Quantile': return _quantile(stats, quantile)
-    return _best(stats, _mse if mode == 'MSE' else _kl, nbbits)
+    key = (mode, nbbits, quantile if mode == 'Quantile' else None, stats.min_val, stats.max_val,
+           hashlib.blake2b(stats.counts.tobytes(), digest_size=16).digest())
+    if key not in _THRESHOLDS:
+        if len(_THRESHOLDS) >= 4096: _THRESHOLDS.clear()
+        _THRESHOLDS[key] = _quantile(stats, quantile) if mode == 'Quantile' else _best(stats, _mse if mode == 'MSE' else _kl, nbbits)
+    return _THRESHOLDS[key]
 
 # %% ../nbs/08_calibrate.ipynb #100635f0
 _RULES = Registry('calibrate', CalibrationError, kind='activation')   # activation type -> how T is found for it
@@ -325,17 +343,18 @@ def calibrate(net: Network,             # the network to measure (fused, as it w
               nbbits=8,                 # -nbbits: the integer width the thresholds are chosen for
               act_clipping_mode='MSE',  # -act-clipping-mode: None, MSE, KL-Divergence, Quantile
               act_quantile_value=0.9999,  # -act-quantile-value (Quantile mode)
-              progress=False,           # print the count of stimuli seen, to stderr
+              progress=None,            # a progress bar (images/s, time left): True, False, None: `progress_enabled()`
+              total=None,               # the number of stimuli coming, for the bar's time left (None: unknown)
               env_unsigned=None,  # stimuli unsigned (N2D2: min of the whole data set >= 0); None: the first batch decides
               unsigned_data=True):  # False for -no-unsigned
     "Statistics of every cell's outputs over `batches` of stimuli, and the thresholds N2D2 would choose."
     cnet, calib = _calibration_net(net), Calibration({}, {}, {}, nbbits, _check_mode(act_clipping_mode), act_quantile_value)
     nb, unsigned = nb_bins_for(nbbits, act_clipping_mode), None
-    for x in map(_stimuli, batches):
-        unsigned = unsigned or _signs(net, x, env_unsigned, unsigned_data)
-        _update(calib, forward(cnet, x), unsigned, nb)
-        calib.nb_stimuli += len(x)
-        if progress: print(f"Calibration data {calib.nb_stimuli}", file=sys.stderr)
+    with progress_bar(total, 'Calibration', enable=progress) as bar:
+        for x in map(_stimuli, batches):
+            unsigned = unsigned or _signs(net, x, env_unsigned, unsigned_data)
+            _update(calib, forward(cnet, x), unsigned, nb)
+            calib.nb_stimuli += len(x); bar.update(len(x))
     if not calib.nb_stimuli: raise CalibrationError("no calibration stimuli: the calibration set is empty")
     calib.thresholds = cell_thresholds(net, calib)
     return calib
@@ -384,6 +403,7 @@ _LABELS = {'MSE': 'MSE', 'KL-Divergence': 'KL', 'Quantile': 'QUANTILE'}
 
 def _plot_histogram(h, marks, path):
     "N2D2's histogram plot: fraction of the values per bin (log scale) against the bin value, a line per threshold."
+    from matplotlib.figure import Figure   # imported when a plot is drawn: a command that draws none starts faster
     fig = Figure(figsize=(8, 6), dpi=100); ax = fig.add_subplot()
     nz = h.counts > 0
     if nz.any(): ax.semilogy(h.centers[nz], h.counts[nz] / h.total, '+', ms=3, color='darkviolet')

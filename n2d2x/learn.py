@@ -13,6 +13,7 @@ from .network import Network
 from .helpers import CellKeys, parse_bool, parse_uint
 from .engine import forward_train, backward, predict
 from .weights import save_weights, load_weights, file_name
+from .progress import progress_bar, progress_enabled
 
 # %% auto #0
 __all__ = ['SOLVERS', 'METRICS', 'SolverError', 'Solver', 'SGD', 'Adam', 'solvers_from_ini', 'LearnError', 'TargetScore', 'Score',
@@ -475,14 +476,16 @@ def _evaluate(net, sp, partition, batch_size=None, limit=None, report=0):
     "The `Score` of `net` over `partition` of `sp`; print N2D2's 'Testing #' lines every `report` stimuli (0: quiet)."
     targets, bs = _targets(net), _batch_size(net, sp, batch_size)
     score, i, next_report, line = Score(partition, {t.name: _empty_score(t, net) for t in targets}), 0, report, None
-    for x, labels in sp.batches(partition, batch_size=bs, limit=limit):
-        out = predict(net, x)
-        for t in targets:
-            _check_labels(t, labels, out[t.cell].shape[1])
-            score.targets[t.name].add(labels, _estimated(t, out[t.cell]), first=i)
-        line = f"Testing #{i}   " + ''.join(f"{_g(100.0 * ts.rate)}% " for ts in score.targets.values())
-        if report and i >= next_report: print(line); next_report += report; line = None
-        i += len(x)
+    total = sp.count(partition) if limit is None else min(limit, sp.count(partition))
+    with progress_bar(total, partition, enable=None if report == 0 else False) as bar:
+        for x, labels in sp.batches(partition, batch_size=bs, limit=limit):
+            out = predict(net, x)
+            for t in targets:
+                _check_labels(t, labels, out[t.cell].shape[1])
+                score.targets[t.name].add(labels, _estimated(t, out[t.cell]), first=i)
+            line = f"Testing #{i}   " + ''.join(f"{_g(100.0 * ts.rate)}% " for ts in score.targets.values())
+            if report and i >= next_report: print(line); next_report += report; line = None
+            i += len(x); bar.update(len(x))
     if report and line: print(line)
     if i == 0: raise LearnError(f"the {partition} partition is empty")
     score.stimuli = _stimuli_names(sp, partition, sorted({m[0] for ts in score.targets.values() for m in ts.misclassified}))
@@ -624,9 +627,18 @@ def _plan(n_learn, bs, epochs, stimuli, log, log_epoch):
     per_epoch = math.ceil(n_learn / bs)
     return (epochs * per_epoch, (log_epoch or 1) * per_epoch) if epochs else (math.ceil(stimuli / bs), log or 1000)
 
-def _show(progress, b, bs, n_learn, acc, t0):
+def _left(seconds):
+    "A duration as h:mm:ss or m:ss."
+    s = int(round(seconds)); h, s = divmod(s, 3600); m, s = divmod(s, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+def _show(progress, b, bs, n_learn, acc, t0, nb=None):
+    "N2D2's overwritten 'Learning #' line, with the rate and the time left; only where somebody watches (`progress_enabled`)."
+    if not (progress and progress_enabled()): return
+    rate = (b + 1) * bs / max(time.perf_counter() - t0, 1e-9)
+    left = f", {_left((nb - b - 1) * bs / rate)} left" if nb else ''
     _say(progress, f"\rLearning #{b * bs:<8d}({100 * (b * bs % n_learn) / n_learn:.1f}% of epoch {b * bs // n_learn + 1})   {100 * acc[2] / max(acc[3], 1):6.2f}%  "
-         f"loss {acc[0] / acc[1]:.4f}  at {(b + 1) * bs / (time.perf_counter() - t0):7.1f} p./s", end='')
+         f"loss {acc[0] / acc[1]:.4f}  at {rate:7.1f} p./s{left}  ", end='')
 
 def _end_period(hist, acc, stimuli, solver):
     "Record a log period's learning figures in `hist`."
@@ -661,9 +673,9 @@ def learn(net: Network,               # the network, trained in place; it ends w
         loss, hits, count = _learn_step(net, solvers, targets, *next(stream), net_rng)
         acc = [acc[0] + loss, acc[1] + 1, acc[2] + hits, acc[3] + count]
         due, next_log = _log_due(b, nb, bs, epochs, period, next_log)
-        if due or b % 8 == 0: _show(progress, b, bs, n_learn, acc, t0)
+        if due or b % 8 == 0: _show(progress, b, bs, n_learn, acc, t0, nb)
         if not due: continue
-        _say(progress, ''); _end_period(hist, acc, (b + 1) * bs, first); acc, prev = [0.0, 0, 0, 0], best
+        _say(progress and progress_enabled(), ''); _end_period(hist, acc, (b + 1) * bs, first); acc, prev = [0.0, 0, 0, 0], best
         best = _validate(net, sp, hist.partition, bs, hist, best, progress, out_dir)
         if best > prev: best_state = _state(net)
         if hist.partition != 'Validation' and out_dir is not None: _save(net, Path(out_dir) / 'weights')
