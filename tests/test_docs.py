@@ -2,7 +2,9 @@
 
 A build error fails `test_build`; the others serve the site on localhost and check what a reader meets: every page loads
 without a console error and asks nothing from outside the site, every image decodes, every link inside the site resolves
-(page and anchor), maths is typeset by the bundled MathJax, and the search finds `export_onnx` on its page.
+(page and anchor), maths is typeset by the bundled MathJax, and the search finds `export_onnx` on its page. netron's
+viewer, shipped in the site, opens each example model (the bundled LeNet: float, int8, implicit casting, fake-quantized)
+and draws its graph without a console error or a request outside the site.
 """
 import os, re, shutil, subprocess, sys, threading
 from functools import partial
@@ -158,3 +160,28 @@ def test_search_finds_export_onnx(server, browser):
     hrefs = page.eval_on_selector_all('#search-results li a', 'as => as.map(a => a.getAttribute("href"))')
     page.close()
     assert any(h.split('#')[0].endswith('export.html') for h in hrefs), hrefs
+
+
+_MODELS = {'lenet_float': 'Conv', 'lenet_int8': 'ConvInteger', 'lenet_int8_implicit': 'ConvInteger', 'lenet_int8_fake': 'Conv'}
+
+@pytest.mark.parametrize('model', list(_MODELS))
+def test_netron_opens_example_models(site, server, browser, model):
+    "netron's own page (it forbids eval: read through locators only) draws the model's graph, offline, with no error."
+    assert (site/'netron'/'models'/f'{model}.onnx').is_file()
+    page, errors, outside = browser.new_page(), [], []
+    page.on('console', lambda m: m.type == 'error' and errors.append(m.text))
+    page.on('pageerror', lambda exc: errors.append(str(exc)))
+    page.on('response', lambda r: r.status >= 400 and errors.append(f'{r.status}: {r.url}'))
+    page.on('request', lambda r: not r.url.startswith(server) and not r.url.startswith(('data:', 'blob:')) and outside.append(r.url))
+    page.goto(server + f'netron/index.html?url=models/{model}.onnx', wait_until='load')
+    page.wait_for_selector('svg .node', timeout=30_000)
+    nodes, title = page.locator('svg .node').count(), page.title()
+    has_op = page.get_by_text(_MODELS[model], exact=True).count()
+    page.close()
+    assert title == f'{model}.onnx' and nodes > 10 and has_op, (title, nodes, has_op)
+    assert not errors and not outside, (errors, outside)
+
+
+def test_explore_page_links_the_viewer(visited, server):
+    links = visited['explore.html']['links']
+    for model in _MODELS: assert server + f'netron/index.html?url=models/{model}.onnx' in links, model

@@ -13,6 +13,12 @@ HTML: mkdocs then neither resolves the links between notebooks nor checks them.
 
 MathJax comes from PyPI (`django-static-mathjax`, MathJax 3's own release files and nothing else, no dependency): the
 pages load nothing from outside the site.
+
+The site also ships netron's static viewer (`netron/`: the files of the `netron` package that an ONNX model needs, 8.5 MB
+of its 28, most of it ONNX's operator metadata) with the bundled LeNet exported four ways (`netron/models/`: float,
+int8, int8 with implicit casting, fake-quantized), so that `netron/index.html?url=models/lenet_int8.onnx` opens the
+real graph. The viewer is made to stay offline: its startup's update nag, cookie-consent check (a request to
+ipinfo.io) and telemetry are taken out.
 """
 import argparse, html, json, re, shutil, sys, tempfile, time
 from configparser import ConfigParser
@@ -132,6 +138,7 @@ def sphinx_sources(proc, dest, cfg):
             cells.append(_md_cell(f"```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{toc}\n```", 'toctree'))
         nb['cells'] = cells
         nb['metadata'].pop('jupytext', None)
+        nb['metadata'].pop('widgets', None)   # saved widget state: MyST-NB would load the widget manager from a CDN
         (dest/f'{pages[n]}.ipynb').write_text(json.dumps(nb))
     return pages
 
@@ -159,6 +166,43 @@ def _mathjax(static):
     out.mkdir(parents=True)
     shutil.copy(es5/'tex-chtml.js', out)
     for d in ('input', 'output', 'ui', 'a11y', 'sre', 'adaptors'): shutil.copytree(es5/d, out/d)
+
+
+# What netron's viewer loads to show an ONNX model (measured in Chromium: the page, its modules, the ONNX reader and
+# the readers it tries for the .onnx extension, their schemas and metadata), and the icons its page names.
+NETRON_FILES = ['index.html', 'index.js', 'grapher.css', 'grapher.js', 'dagre.js', 'browser.js', 'view.js', 'worker.js',
+                'message.js', 'base.js', 'text.js', 'json.js', 'xml.js', 'protobuf.js', 'hdf5.js', 'flatbuffers.js',
+                'flexbuffers.js', 'zip.js', 'tar.js', 'python.js', 'numpy.js', 'onnx.js', 'onnx-proto.js', 'onnx-schema.js',
+                'onnx-metadata.json', 'pytorch.js', 'pytorch-metadata.json', 'tflite.js', 'tflite-schema.js',
+                'tflite-metadata.json', 'mlnet.js', 'favicon.ico', 'icon.png']
+_NETRON_ONLINE = "        await age();\n        await consent();\n        await telemetry();\n"
+
+def netron_viewer(dest):
+    "netron's static viewer in `dest`, offline: no update nag, no consent request to ipinfo.io, no telemetry."
+    import netron
+    src = Path(netron.__file__).parent
+    dest.mkdir(parents=True)
+    for f in NETRON_FILES: shutil.copy(src/f, dest)
+    js = (dest/'browser.js').read_text()
+    if js.count(_NETRON_ONLINE) != 1: raise SystemExit(f'netron {netron.__version__}: its browser.js startup changed, update _NETRON_ONLINE')
+    (dest/'browser.js').write_text(js.replace(_NETRON_ONLINE, ''))
+
+
+EXAMPLE_MODELS = {'lenet_float': dict(nbbits=-32), 'lenet_int8': dict(nbbits=8),
+                  'lenet_int8_implicit': dict(nbbits=8, implicit_casting=True), 'lenet_int8_fake': dict(nbbits=8, fake_quantization=True)}
+
+def example_models(dest):
+    "The bundled LeNet, with its trained weights, exported as the quick start does: float, int8, implicit casting, fake-quantized."
+    from n2d2x.data import StimuliProvider
+    from n2d2x.export import export_onnx
+    from n2d2x.network import Network, model_path
+    from n2d2x.weights import fill, load_weights
+    net = load_weights(fill(Network.from_ini(model_path('LeNet.ini')), seed=1), model_path('LeNet_weights'))
+    sp = StimuliProvider.from_ini(net.ini, seed=1)
+    dest.mkdir(parents=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, kw in EXAMPLE_MODELS.items():
+            shutil.copy(export_onnx(net, stimuli=sp, calib=-1, export_dir=Path(tmp)/name, **kw)/'model.onnx', dest/f'{name}.onnx')
 
 
 _FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#2962ff"/>'
@@ -190,16 +234,21 @@ def build(out, force=False, quiet=False):
         src.mkdir(); static.mkdir()
         sphinx_sources(proc, src, cfg)
         module_sources(work/'extra', cfg)
+        netron_viewer(work/'extra'/'netron')
+        example_models(work/'extra'/'netron'/'models')
         _mathjax(static)
         shutil.copy(ROOT/cfg['nbs_path']/'styles.css', static)
         (static/'favicon.svg').write_text(_FAVICON)   # else the browser asks for /favicon.ico, and logs a 404
-        if Path(out).exists(): shutil.rmtree(out)
-        app = Sphinx(str(src), None, str(out), str(work/'doctrees'), 'html', confoverrides=sphinx_conf(cfg, static),
+        t2 = time.time()
+        # Sphinx writes into the work folder (MyST-NB puts its image copies in the output's parent: jupyter_execute/)
+        app = Sphinx(str(src), None, str(work/'html'), str(work/'doctrees'), 'html', confoverrides=sphinx_conf(cfg, static),
                      status=None if quiet else sys.stdout, warningiserror=True, keep_going=True, parallel=1)
         app.build()
         if app.statuscode: raise SystemExit(f'sphinx-build failed (status {app.statuscode})')
+        if Path(out).exists(): shutil.rmtree(out)
+        shutil.move(work/'html', out)
     finally: shutil.rmtree(work)
-    print(f'docs: nbdev processing {t1 - t0:.0f}s, Sphinx {time.time() - t1:.0f}s -> {out}/index.html')
+    print(f'docs: nbdev processing {t1 - t0:.0f}s, netron and example models {t2 - t1:.0f}s, Sphinx {time.time() - t2:.0f}s -> {out}/index.html')
 
 
 if __name__ == '__main__':
