@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_quantize.ipynb #8bdca804
 from __future__ import annotations
-import math
+import copy, dataclasses, math
 from dataclasses import dataclass
 import numpy as np
 from fastcore.basics import patch
@@ -16,7 +16,7 @@ from .calibrate import Calibration, input_range
 # %% auto #0
 __all__ = ['RESCALING_MODES', 'INT_KERNELS', 'QuantizeError', 'int_range', 'Scaling', 'fixed_point', 'approximate_scaling',
            'QCell', 'QNetwork', 'output_first', 'input_first', 'Lookup', 'check_options', 'quantize', 'requantize',
-           'simulate', 'quantize_input', 'dequantize', 'predict_int', 'split_activations']
+           'simulate', 'quantize_input', 'dequantize', 'predict_int', 'split_activations', 'to_qdq']
 
 # %% ../nbs/09_quantize.ipynb #6d3f992c
 RESCALING_MODES = ('Floating-point', 'Fixed-point16', 'Fixed-point32', 'Single-shift', 'Double-shift')
@@ -45,6 +45,7 @@ class Scaling:
     left_shift: np.ndarray | None = None   # Double-shift: e1 - e0 (int64 [C])
     divisor: int = 1                       # Divide: d
     offset: np.ndarray | None = None       # added to x a (integer modes, int64 [C]) or to x s (Floating-point, float64 [C])
+    scales: tuple | None = None            # QDQ of a weighted cell: float32 (x_scale, w_scale [C], y_scale) of its QLinearConv
 
     def __repr__(self): return f"Scaling({self.mode}, {self.describe()})"
 
@@ -53,7 +54,7 @@ class Scaling:
 def division(self: Scaling):
     "(a, b, c), int64 [C] each, with y = floor((x * a + b) / c) (b: the rounding, plus the offset); None for Floating-point."
     n, m = len(self.factor), self.mode
-    if m == 'Floating-point': return None
+    if m in ('Floating-point', 'QDQ'): return None
     if m == 'Divide': return np.full(n, 2), np.full(n, self.divisor), np.full(n, 2 * self.divisor)
     e = np.asarray(self.shift, np.int64)
     a = self.multiplier if m in _LIMITS else 1 + (np.int64(1) << self.left_shift) if m == 'Double-shift' else np.ones(n)
@@ -68,11 +69,15 @@ def _floating(s, x):   # sign(y) floor(|y| + 1/2): the nodes of the ONNX graph (
     if s.offset is not None: y = y + _bcast(s.offset, x)
     return (np.sign(y) * np.floor(np.abs(y) + 0.5)).astype(np.int64)
 
+def _qdq(s, x):   # float32(x) times a float32 multiplier, rounded half to even: onnxruntime's requantization (see The QDQ form)
+    return np.rint(x.astype(np.float32) * _bcast(s.multiplier, x).astype(np.float32)).astype(np.int64)
+
 @patch
 def __call__(self: Scaling, x):
     "Rescale the int64 tensor x [N, C, ...] (channel axis 1): the exact integer function."
     x = np.asarray(x, np.int64)
     if self.mode == 'Floating-point': return _floating(self, x)
+    if self.mode == 'QDQ': return _qdq(self, x)
     a, b, c = self.division()
     if float(np.abs(x).max(initial=0)) * float(a.max()) + float(np.abs(b).max()) >= 2.0 ** 63:
         raise QuantizeError(f"{self.mode} rescaling: int64 overflow ({np.abs(x).max()} x {a.max()})")
@@ -132,6 +137,7 @@ def effective(self: Scaling):
     "The factor the integer function applies (before rounding), per channel."
     m = self.mode
     if m == 'Floating-point': return np.asarray(self.factor, np.float64)
+    if m == 'QDQ': return np.asarray(self.multiplier, np.float64)
     if m == 'Divide': return np.full(len(self.factor), 1 / self.divisor)
     if m in _LIMITS: return self.multiplier / 2.0 ** self.shift
     if m == 'Single-shift': return 2.0 ** -self.shift.astype(np.float64)
@@ -143,6 +149,7 @@ def describe(self: Scaling):
     m, k = self.mode, ('' if self.factor is None or len(set(np.round(self.effective, 12))) <= 1 else ' (per channel)')
     o = '' if self.offset is None or not np.any(self.offset) else f" +{self.offset[0]:.6g} after x"
     if m == 'Floating-point': return f"x{self.factor[0]:.6g}{o}{k}"
+    if m == 'QDQ': return f"x{self.multiplier[0]:.8g}f{k}"
     if m == 'Divide': return f"/{self.divisor}"
     if m in _LIMITS: return f"x{self.multiplier[0]}{o}>>{self.shift[0]}{k}"
     if m == 'Single-shift': return f">>{self.shift[0]}{k}"
@@ -187,6 +194,7 @@ class QNetwork:
         self.weight_bits = {}   # a weighted cell whose integer weights need more than nbbits bits (QAT levels) -> its bits
         self.act_bits = {}      # a tensor whose integers take other than nbbits bits (QAT: a quantizer's grid, 16-bit logits) -> its bits
         self.targets = [t.cell for t in net.targets]
+        self.qdq = False        # the QDQ form (to_qdq): float32 multipliers, uint8 tensors with zero points
 
     def __getitem__(self, name): return self.cells[name]
     def __iter__(self): return iter(self.cells.values())
@@ -727,3 +735,53 @@ def split_activations(net: Network) -> Network:
         c.activation = Activation('Linear') if c.type in ('Conv', 'Fc', 'Activation') else None
         _insert_after(net, c.name, chain)
     return net.sort().infer_dims()
+
+# %% ../nbs/09_quantize.ipynb #702561de
+def _qdq_conv(qnet, qc):
+    "True when `qc` becomes a QLinearConv: a Conv, an Fc or an average Pool (an all-ones depthwise kernel) with 8-bit outputs."
+    return (qc.type in ('Conv', 'Fc') or qc.type == 'Pool' and qc.cell.pooling == 'Average') and qnet.dtype(qc.name).itemsize == 1
+
+def _qdq_scaling(qnet, qc):
+    "The QDQ Scaling of `qc`: a QLinearConv's float32 (s_x s_w) / s_y, or float32(the factor applied) for any other cell."
+    eff = qc.scaling.effective
+    if not _qdq_conv(qnet, qc): return Scaling('QDQ', qc.scaling.factor, multiplier=eff.astype(np.float32))
+    xs, ys = np.float32(qc.in_step), np.float32(qc.step)
+    ws = (eff * qc.step / qc.in_step).astype(np.float32)
+    return Scaling('QDQ', qc.scaling.factor, multiplier=(xs * ws) / ys, scales=(xs, ws, ys))
+
+# %% ../nbs/09_quantize.ipynb #23af6540
+def _qdq_refusal(qnet, qc):
+    "Why the integers of `qc` have no exact QDQ form, or None."
+    if qc.table is not None: return "an activation table (Lookup) has no QDQ operator"
+    if qc.type in ('Deconv', 'LRN'): return f"a {qc.type} has no QDQ form in n2d2x"
+    if qc.type == 'Pool' and qc.weights is not None: return "an average pool that does not count its padding has window weights"
+    if qc.type in ('Conv', 'Fc') and (qc.weights.min() < -128 or qc.weights.max() > 127):
+        return f"integer weights from {qc.weights.min()} to {qc.weights.max()} do not fit int8"
+    if qc.type != 'Softmax' and any(qnet.dtype(n).itemsize > 1 for n in qc.inputs): return "it reads integers wider than 8 bits"
+    return None
+
+def _qdq_bias(qc):
+    "The bias of `qc` with its rescaling's offset folded in, rounded to accumulator units (offset / a, or / s in Floating-point)."
+    sc = qc.scaling
+    if sc is None or sc.offset is None or not np.any(sc.offset): return qc.bias
+    b = round_int(np.asarray(sc.offset, np.float64) / (sc.factor if sc.mode == 'Floating-point' else sc.division()[0]))
+    return b if qc.bias is None else qc.bias + b
+
+@patch
+def zero_point(self: QNetwork, name):
+    "Zero point of tensor `name` in the QDQ form: 0 unsigned, 128 signed (the uint8 x + 128), 0 for 16 bits (int16); None for a float output."
+    if name != 'env' and self.cells[name].step is None: return None
+    return 0 if self.unsigned(name) or self.dtype(name).itemsize > 1 else 128
+
+# %% ../nbs/09_quantize.ipynb #65cd4241
+def to_qdq(qnet: QNetwork) -> QNetwork:
+    "`qnet` in QDQ form: every rescaling a float32 multiplier rounded half to even (onnxruntime's QLinearConv); QuantizeError where it cannot."
+    if qnet.qdq: return qnet
+    for qc in qnet:
+        if (why := _qdq_refusal(qnet, qc)): raise QuantizeError(f"cell [{qc.name}]: {why}: the QDQ export cannot express its integers exactly")
+    q = copy.copy(qnet)
+    q.qdq, q.cells = True, {}
+    for qc in qnet:
+        sc = None if qc.scaling is None else _qdq_scaling(qnet, qc)
+        q.cells[qc.name] = dataclasses.replace(qc, scaling=sc, bias=_qdq_bias(qc), clip=qc.clip if sc is None else qc.clip or qnet.int_range(qc.name))
+    return q
