@@ -57,6 +57,7 @@ NOT_ON_CLI = {   # the ExportOptions fields that no flag sets, and why
     'fake_quantization': 'N2D2 reads FakeQuantization from the -export-parameters file',
     'lean': 'read from the -export-parameters file (Lean=1), as the castings',
     'qdq': 'read from the -export-parameters file (QDQ=1), as the castings',
+    'plots': 'read from the -export-parameters file (Plots=0), as the castings',
     'fuse': 'N2D2 always fuses before exporting',
     'opset': 'N2D2 has no such flag: the export writes the lowest opset that the graph needs',
     'progress': 'the command line shows it when its output is a terminal'}

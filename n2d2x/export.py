@@ -18,7 +18,7 @@ import n2d2x
 from .helpers import Registry
 from .ini import Ini, IniError
 from .network import Network
-from .engine import onnx_resize_attrs, predict
+from .engine import forward, onnx_resize_attrs, predict
 from .fuse import equalize, fuse as fuse_network
 from .calibrate import (CalibrationError, ClippingModeError, RangeStats, calibrate, clip_weights, load_calibration,
                              save_calibration)
@@ -27,7 +27,7 @@ from .qat import QATError, has_quantizers, qat_to_qnetwork, without_quantizers
 
 # %% auto #0
 __all__ = ['CASTINGS', 'EXPORT_PARAMETERS', 'ExportError', 'to_onnx', 'run_onnx', 'to_onnx_int', 'implicit_evaluator',
-           'graph_lines', 'draw_graph', 'with_outputs', 'runtime_name', 'model_runner', 'layer_report', 'format_layers',
+           'graph_lines', 'with_outputs', 'runtime_name', 'model_runner', 'layer_report', 'format_layers',
            'ExportOptions', 'export_dir_name', 'read_export_parameters', 'Export', 'verify_export',
            'format_verification', 'export_onnx', 'ort_speed', 'profile_ops', 'format_profile', 'to_onnx_qdq']
 
@@ -791,27 +791,6 @@ def graph_lines(model, prefixes=None):
             out.append(f"{n.name:30s} {n.op_type:13s} {' '.join(f'{k}: {inits[k]}' for k in n.input if k in inits)}")
     return out
 
-# %% ../nbs/11_export.ipynb #1c2baa42
-_COLORS = {'ConvInteger': '#f4b183', 'MatMulInteger': '#f4b183', 'Conv': '#f4b183', 'Gemm': '#f4b183', 'Cast': '#d9d9d9',
-           'Relu': '#a9d18e', 'Clip': '#a9d18e', 'Softmax': '#9dc3e6', 'MaxPool': '#9dc3e6'}
-
-def draw_graph(model, ax, prefixes=None, title=None, fontsize=6):
-    "Draw the nodes of `model` (names starting with one of `prefixes`) as a vertical chain of labelled boxes on `ax`."
-    inits, keep = _init_types(model), [(i, n) for i, n in enumerate(model.graph.node) if prefixes is None or n.name.startswith(tuple(prefixes))]
-    rows, last = [], None
-    for i, n in keep:
-        if last is not None and i != last + 1: rows.append(('...', None))
-        ini = ', '.join(inits[k] for k in n.input if k in inits)
-        rows.append((f"{n.op_type}  {n.name}" + (f"\n{ini}" if ini else ''), n.op_type)); last = i
-    ax.plot([0.5, 0.5], [0.5 / len(rows), 1 - 0.5 / len(rows)], color='#7f7f7f', lw=0.8, zorder=0, transform=ax.transAxes)
-    for j, (text, op) in enumerate(rows):
-        ax.text(0.5, 1 - (j + 0.5) / len(rows), text, ha='center', va='center', fontsize=fontsize, transform=ax.transAxes,
-                bbox=dict(boxstyle='round,pad=0.3', fc='white' if op is None else _COLORS.get(op, '#fff2cc'),
-                          ec='white' if op is None else '#7f7f7f', lw=0.5))
-    ax.set_axis_off()
-    if title: ax.set_title(title, fontsize=fontsize + 2)
-    return ax
-
 # %% ../nbs/11_export.ipynb #9dcb0d34
 def with_outputs(model, names):
     "A copy of `model` that also outputs the tensors `names`."
@@ -871,6 +850,7 @@ class ExportOptions:
     fake_quantization: bool = False           # FakeQuantization: float operators on integer values (implies ImplicitCasting)
     lean: bool = False                        # Lean: the lean integer graph, fewer nodes, the same integers (onnxruntime's fastest)
     qdq: bool = False                         # QDQ: QuantizeLinear/DequantizeLinear form (QLinearConv), bit-exact with to_qdq's simulation
+    plots: bool = True                        # draw a PNG per calibration histogram (N2D2 does); Plots=0 for batch use
     export_parameters: str | os.PathLike | None = None  # INI-like file setting ImplicitCasting, FakeQuantization, Lean, QDQ (it wins)
     db_export: int = 0                        # test stimuli written with the outputs expected of them (-1: all)
     fuse: bool = True                         # remove Dropout, fuse BatchNorm and Padding first (N2D2 always does)
@@ -949,7 +929,8 @@ def _write_atomic(target, files):
 # %% ../nbs/11_export.ipynb #2eb94db0
 EXPORT_PARAMETERS = {'ImplicitCasting': False, 'FakeQuantization': False,   # N2D2's keys, the seed document's defaults
                      'Lean': False,   # n2d2x's: the lean integer graph (to_onnx_int(lean=True))
-                     'QDQ': False}    # n2d2x's: the QDQ graph (to_onnx_qdq(to_qdq(qnet)))
+                     'QDQ': False,    # n2d2x's: the QDQ graph (to_onnx_qdq(to_qdq(qnet)))
+                     'Plots': True}   # n2d2x's: Plots=0 writes the calibration statistics without their PNG plots (batch use)
 
 def read_export_parameters(path):
     "The export parameters of the INI-like file `path` (-export-parameters): {key: bool}, global keys only."
@@ -963,7 +944,7 @@ def read_export_parameters(path):
         return {k: ini.get_bool(None, k) for k in EXPORT_PARAMETERS if ini.has(None, k)}
     except IniError as e: raise ExportError(str(e)) from None
 
-_FIELDS = {'ImplicitCasting': 'implicit_casting', 'FakeQuantization': 'fake_quantization', 'Lean': 'lean', 'QDQ': 'qdq'}   # key -> ExportOptions field
+_FIELDS = {'ImplicitCasting': 'implicit_casting', 'FakeQuantization': 'fake_quantization', 'Lean': 'lean', 'QDQ': 'qdq', 'Plots': 'plots'}   # key -> ExportOptions field
 
 def _with_parameters(opts):
     "`opts` with the fields that its export parameters file sets replaced (the file wins over the keywords)."
@@ -1236,7 +1217,7 @@ def _int_export(net, sp, target, casting, opts):
                verification=ver, runtime=runtime_name(casting), input=_io_info(model.graph.input[0]),
                outputs=[_io_info(o) for o in model.graph.output], db_export=_db_count(sp, opts.db_export), bits=bits)
     files = {'model.onnx': lambda p: onnx.save_model(model, p), 'Readme.txt': lambda p: p.write_text(_readme(rep))}
-    if calib is not None: files['statistics'] = lambda p: save_calibration(calib, p.parent)
+    if calib is not None: files['statistics'] = lambda p: save_calibration(calib, p.parent, plots=opts.plots)
     if opts.db_export: files['stimuli'] = lambda p: _db_export(p, sp, opts.db_export, *_int_io(qnet, net, r, casting))
     return files, Export(target, rep, net, qnet, r, casting)
 
@@ -1248,9 +1229,28 @@ def _int_io(qnet, net, r, casting):
     return (lambda x: xi(x).astype(np.float32) if casting == 'fake' else xi(x),
             lambda x: _expected(qnet, net, simulate(qnet, xi(x), names)))
 
+# %% ../nbs/11_export.ipynb #6fc1081a
+def _probe(net, sp):
+    "(what it is, x [1, C, H, W]): the first stimulus of the provider's Test (else Validation, Learn) partition, else a seeded uniform image."
+    for part in ('Test', 'Validation', 'Learn') if sp is not None else ():
+        try: n = sp.count(part)
+        except Exception: n = 0
+        if n: return f"the first {part} stimulus", next(iter(sp.batches(part, batch_size=1, limit=1)))[0]
+    return "a uniform [0, 1) probe input", np.random.default_rng(0).random((1, *net.input_dims), dtype=np.float32)
+
+def _check_finite(net, sp):
+    "Refuse (ExportError) a network whose target outputs are not finite on the probe input."
+    what, x = _probe(net, sp)
+    names = [t.cell for t in net.targets] or [list(net)[-1].name]
+    for name, y in forward(net, x, names).items():
+        if not np.isfinite(y).all():
+            raise ExportError(f"cell [{name}] outputs {'NaN' if np.isnan(y).any() else 'inf'} on {what}: the float export would "
+                              f"compute non-finite values (weights or biases too large for float32?); nothing was written")
+
 # %% ../nbs/11_export.ipynb #f77f76a1
 def _float_export(net, sp, target, casting, opts):
     "(files, Export) of the float32 export of the fused `net` (`casting` does not apply)."
+    _check_finite(net, sp)
     model = to_onnx(net, opts.opset)
     onnx.checker.check_model(model, full_check=True)
     rep = dict(network=net.name, nbbits=-32, casting='float', opset=model.opset_import[0].version, db_export=0)
