@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_cli.ipynb #18ca96fd
 from __future__ import annotations
-import argparse, dataclasses, os, sys, warnings
+import argparse, dataclasses, functools, os, re, sys, warnings
 from pathlib import Path
 from fastcore.docments import docments
 from .helpers import parse_bool
@@ -12,7 +12,7 @@ from .ini import Ini, IniError
 from .network import Network, ShapeError
 from .weights import WeightsError, fill, load_weights
 from .engine import EngineError
-from .data import DataError, StimuliProvider
+from .data import DataError, StimuliProvider, check_stimuli_ini
 from . import learn as learning
 from .onnx_import import OnnxImportError, network_from_onnx
 from .calibrate import CLIPPING_MODES
@@ -57,7 +57,7 @@ NOT_ON_CLI = {   # the ExportOptions fields that no flag sets, and why
     'fake_quantization': 'N2D2 reads FakeQuantization from the -export-parameters file',
     'lean': 'read from the -export-parameters file (Lean=1), as the castings',
     'qdq': 'read from the -export-parameters file (QDQ=1), as the castings',
-    'plots': 'read from the -export-parameters file (Plots=0), as the castings',
+    'plots': 'read from the -export-parameters file (Plots=0 for batch use)',
     'fuse': 'N2D2 always fuses before exporting',
     'opset': 'N2D2 has no such flag: the export writes the lowest opset that the graph needs',
     'progress': 'the command line shows it when its output is a terminal'}
@@ -76,9 +76,14 @@ def parser():
     _learning_options(p)
     return p
 
+@functools.cache
+def _option_docs():
+    "ExportOptions' docments: reading them parses the source (a third of a second), once per process."
+    return docments(ExportOptions)
+
 def _export_flags(p):
     "N2D2's export and quantization flags, from EXPORT_FLAGS (see the calibration, quantization and QAT notebooks)."
-    doc, fields = docments(ExportOptions), {f.name: f for f in dataclasses.fields(ExportOptions)}
+    doc, fields = _option_docs(), {f.name: f for f in dataclasses.fields(ExportOptions)}
     for flag, (name, how) in EXPORT_FLAGS.items():
         p.add_argument(flag, dest=name, **{'default': fields[name].default, 'help': doc[name].replace('%', '%%'), **how})
 
@@ -136,16 +141,35 @@ def run(argv=None, out_dir='.'):
     if net.ini is None and args.w is None: args.w = '/dev/null'  # an ONNX file carries its weights
     _weights(net, args)
     sp = _stimuli(net, args, seed)
+    if not (args.learn or args.learn_epoch) and net.ini is not None: _check_solvers(net.ini)
     if args.learn or args.learn_epoch or args.test and not args.export: _learn_and_test(net, sp, args, seed, out_dir)
     if args.export is None: return None
     out = _export(net, sp, args, out_dir)
     if args.test: print(format_verification(verify_export(out, sp, limit=None if args.nb_test < 0 else args.nb_test)))
     return out
 
+_SOLVER_PREFIXES = ('Solvers', 'WeightsSolver', 'BiasSolver', 'ScaleSolver')
+_N2D2_ONLY_SOLVER_KEYS = {'QuantizationLevels'}   # N2D2's SGD solver has it, n2d2x's does not (learning refuses it)
+
+def _check_solvers(ini):
+    "The solver keys' names and types checked when nothing learns, as N2D2 reads them first (their values need the data: `[sp]_EpochSize`)."
+    known, warned = {k for s in learning.SOLVERS.values() for k in s.keys}, set()
+    for sec in ini.sections:
+        for k in ini.keys(sec):
+            stem, dot, sub = k.partition('.')
+            if stem not in _SOLVER_PREFIXES: continue
+            if not dot and ini.get(sec, k).strip() not in learning.SOLVERS:
+                raise ini.error(sec, k, f"[{sec}]{k}: unknown solver '{ini.get(sec, k).strip()}' (known: {', '.join(learning.SOLVERS)})")
+            if dot and sub not in known | _N2D2_ONLY_SOLVER_KEYS:
+                raise ini.error(sec, k, f"[{sec}]: unknown solver parameter '{k}' (known: {', '.join(sorted(known))})")
+            if sub in _N2D2_ONLY_SOLVER_KEYS and (at := (ini.file(sec, k), ini.line(sec, k))) not in warned:
+                warned.add(at); warnings.warn(f"{at[0]}:{at[1]}: {k}: an N2D2 solver parameter that n2d2x does not implement (learning refuses it)")
+
 def _stimuli(net, args, seed):
-    "The stimuli provider of the INI, when something needs data."
+    "The stimuli provider of the INI, when something needs data; else its sections checked all the same, as N2D2 does."
     integer = args.export and args.nbbits > 0
     if not (args.learn or args.learn_epoch or args.test or integer and (args.calib or args.calib_reload or args.qat) or args.db_export > 0):
+        if net.ini is not None: check_stimuli_ini(net.ini)
         return None
     if net.ini is None:
         if integer or args.test or args.learn or args.learn_epoch:
@@ -186,6 +210,15 @@ def _one_line(message, category, filename, lineno, file=None, line=None):
     "A warning as one line on stderr, as N2D2 prints its own: `n2d2x: warning: ...`."
     print(f"n2d2x: warning: {message}", file=sys.stderr if file is None else file)
 
+_FILE_NAME = re.compile(r'[\w.-]+\.(ini|tpl|onnx|syntxt|dat|txt|bin|png|jpe?g|gz|csv)\b|-(idx|ubyte)\b')
+
+def _message(e, argv):
+    "The error `e` on one line, naming the network file when it names no file itself (an empty partition, a calibration that fails)."
+    msg = ' '.join(str(e).split())
+    if isinstance(e, CliError) or getattr(e, 'file', None) or _FILE_NAME.search(msg): return msg
+    try: return f"{parser().parse_args(argv).network}: {msg}"
+    except CliError: return msg
+
 def main(argv=None):
     "Console entry point: `n2d2x NET.ini [options]`; N2D2X_DEBUG=1 shows warnings and internal errors as Python does."
     debug = bool(os.environ.get('N2D2X_DEBUG'))
@@ -193,10 +226,10 @@ def main(argv=None):
         if not debug: warnings.showwarning = _one_line
         try: run(argv)
         except _USER_ERRORS as e:
-            print(f"n2d2x: error: {e}", file=sys.stderr)
+            print(f"n2d2x: error: {_message(e, argv)}", file=sys.stderr)
             return 1
         except Exception as e:   # a bug of n2d2x, not the user's: one line too, and the way to the traceback
             if debug: raise
-            print(f"n2d2x: internal error: {type(e).__name__}: {e} (N2D2X_DEBUG=1 shows the traceback; please report it)", file=sys.stderr)
+            print(f"n2d2x: internal error: {type(e).__name__}: {' '.join(str(e).split())} (N2D2X_DEBUG=1 shows the traceback; please report it)", file=sys.stderr)
             return 2
     return 0

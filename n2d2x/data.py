@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_data.ipynb #13f472d6
 from __future__ import annotations
-import bisect, gzip, math, os, re, struct, warnings, zlib
+import bisect, contextlib, gzip, math, os, re, struct, warnings, zlib
 from dataclasses import dataclass, field, fields, MISSING as _NO_DEFAULT
 from pathlib import Path
 from typing import ClassVar
@@ -21,7 +21,7 @@ __all__ = ['PARTITIONS', 'FASHION_MNIST_DEBIAN', 'FASHION_MNIST_CLASSES', 'DATAB
            'database_from_ini', 'Transformation', 'RescaleTransformation', 'PadCropTransformation',
            'SliceExtractionTransformation', 'ColorSpaceTransformation', 'ChannelExtractionTransformation',
            'RangeAffineTransformation', 'FlipTransformation', 'NormalizeTransformation', 'transformation_from_ini',
-           'StimuliProvider', 'quantize_stimuli', 'StimuliData']
+           'StimuliProvider', 'quantize_stimuli', 'StimuliData', 'check_stimuli_ini']
 
 # %% ../nbs/04_data.ipynb #eb6fb58e
 class DataError(ValueError):
@@ -40,11 +40,12 @@ def n2d2_data(path='') -> Path:
 # %% ../nbs/04_data.ipynb #9e04c2cc
 _IDX_TYPES = {0x08: 'u1', 0x09: 'i1', 0x0B: '>i2', 0x0C: '>i4', 0x0D: '>f4', 0x0E: '>f8'}
 
-def _read_exactly(f, n, path, what):
-    "`n` bytes from `f`, or a `DataError` saying the file is truncated."
-    data = f.read(n)
-    if len(data) < n: raise DataError(f'truncated file: {what} needs {n} bytes, found {len(data)}', path)
-    return data
+def _read_exactly(f, n, path, what, chunk=1 << 24):
+    "`n` bytes from `f`, or a `DataError` saying the file is truncated; read by chunks, so a header claiming terabytes allocates no more than the file holds."
+    data = bytearray()
+    while len(data) < n and (part := f.read(min(chunk, n - len(data)))): data += part
+    if len(data) < n: raise DataError(f'truncated file: {what} needs {n:,} bytes, found {len(data):,}', path)
+    return bytes(data)
 
 # %% ../nbs/04_data.ipynb #b5020e80
 def read_idx(path, limit=None) -> np.ndarray:
@@ -192,11 +193,32 @@ def _raw(self:Database, id) -> np.ndarray:
     return self._chunks[k][id - self._starts[k]]
 
 # %% ../nbs/04_data.ipynb #6ae4b0c1
+_MAX_PIXELS = 1 << 26   # 8192 x 8192: an image header claiming more is refused before decoding
+
+def _png_size(buf):
+    "(width, height) in the header of PNG data `buf`, None for another format."
+    if buf[:8].tobytes() != b'\x89PNG\r\n\x1a\n' or buf.size < 24: return None
+    return struct.unpack('>II', buf[16:24].tobytes())
+
+@contextlib.contextmanager
+def _quiet_fd2():
+    "Silence what C libraries (libpng, OpenCV's logger) print on file descriptor 2 meanwhile: n2d2x reports a failure itself, in one line."
+    try: saved = os.dup(2)
+    except OSError: yield; return
+    with open(os.devnull, 'wb') as null:
+        os.dup2(null.fileno(), 2)
+        try: yield
+        finally: os.dup2(saved, 2); os.close(saved)
+
 def _decode(path) -> np.ndarray:
     "The image file `path` decoded like `cv::imread(path, IMREAD_UNCHANGED)`."
     try: buf = np.fromfile(path, np.uint8)
     except OSError as e: raise DataError(f'cannot read image: {e.strerror}', path) from None
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    if (size := _png_size(buf)) and not 0 < size[0] * size[1] <= _MAX_PIXELS:
+        raise DataError(f'image of {size[0]} x {size[1]} pixels (the header says): n2d2x reads 1 to {_MAX_PIXELS:,} pixels', path)
+    try:
+        with _quiet_fd2(): img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    except cv2.error as e: raise DataError(f'cannot decode image ({str(e).strip().splitlines()[-1][:120]})', path) from None
     if img is None: raise DataError('cannot decode image (corrupt file or unknown format)', path)
     return img
 
@@ -329,7 +351,7 @@ def _load_batch(self:_CIFAR_Database, file_name, names_file='batches.meta.txt', 
     "Add the images of one batch file, numbering new label names in order of first appearance (`loadCIFAR`)."
     meta = self.data_path/names_file
     try: names = meta.read_text().split('\n')
-    except OSError as e: raise DataError(f'cannot read label names: {e.strerror}', meta) from None
+    except (OSError, UnicodeError) as e: raise DataError(f'cannot read label names: {getattr(e, "strerror", None) or e}', meta) from None
     if names[-1] == '': names.pop()
     images, raw = _read_cifar(self.data_path/file_name, names, coarse_and_fine, use_coarse, names_file)
     lut = np.zeros(256, np.int64)
@@ -441,7 +463,7 @@ class ILSVRC2012_Database(DIR_Database):
         self.label_path = Path(label_path) if label_path is not None else n2d2_data('ILSVRC2012/synsets.txt')
         if background_class: self.label_id('background')
         try: wnids = self.label_path.read_text().split()
-        except OSError as e: raise DataError(f'cannot read the label file: {e.strerror}', self.label_path) from None
+        except (OSError, UnicodeError) as e: raise DataError(f'cannot read the label file: {getattr(e, "strerror", None) or e}', self.label_path) from None
         for w in wnids: self._load_dir(self.data_path/'train'/w, 0, w, 0)
         self._partition(learn, 0.0, 1.0 - learn)
         self._load_val(background_class); self._partition(0.0, 1.0, 0.0)
@@ -453,7 +475,7 @@ def _load_val(self:ILSVRC2012_Database, background_class):
     "Add the images listed in val.txt (`file label` lines) with their labels."
     val_txt, files, labels = self.data_path/'val.txt', [], []
     try: lines = val_txt.read_text().splitlines()
-    except OSError as e: raise DataError(f'cannot read the validation labels: {e.strerror}', val_txt) from None
+    except (OSError, UnicodeError) as e: raise DataError(f'cannot read the validation labels: {getattr(e, "strerror", None) or e}', val_txt) from None
     for n, line in enumerate(lines, 1):
         if not line.split(): continue
         name, label = (line.split() + [''])[:2]
@@ -471,7 +493,7 @@ def _is_number(text) -> bool:
 def _read_roi_csv(path, label_id) -> dict:
     "{file name: [label id of each ROI]} of an N2D2 csv ROI file, label ids from `label_id(name)` in line order."
     try: lines = Path(path).read_text().splitlines()
-    except OSError as e: raise DataError(f'cannot read the ROI file: {e.strerror}', path) from None
+    except (OSError, UnicodeError) as e: raise DataError(f'cannot read the ROI file: {getattr(e, "strerror", None) or e}', path) from None
     rois = {}
     for n, line in enumerate(lines, 1):
         f = re.split(r'[,; \t]+', line.split('#')[0].strip())
@@ -536,11 +558,11 @@ _DB_KEYS = {'MNIST_IDX_Database': {'Validation', 'DataPath'}, 'Fashion_MNIST_IDX
 def _check_db_keys(ini, sec, type_):
     "An `IniError` for a key of `[sec]` that N2D2's `type_` does not know, or that n2d2x does not implement."
     for key in ini.keys(sec):
-        if key.startswith('$') or key in _COMMON_KEYS or key in _DB_KEYS[type_]: continue
+        if key.startswith('$') or key in _COMMON_KEYS or key in _DB_KEYS.get(type_, ()): continue   # no Type: a plain Database
         if key in _UNSUPPORTED_KEYS:
             if ini.get(sec, key).strip(): raise ini.error(sec, key, f'[{sec}]{key}: not supported by n2d2x')
             continue
-        raise ini.error(sec, key, f'[{sec}]: unknown key {key} for {type_} (known: {", ".join(sorted(_DB_KEYS[type_]))})')
+        raise ini.error(sec, key, f'[{sec}]: unknown key {key} for {type_ or "a database without Type"} (known: {", ".join(sorted(_DB_KEYS.get(type_) or _COMMON_KEYS))})')
     for sub in ('slicing', 'filterROIs', 'sortAndDropLabels'):
         if f'{sec}.{sub}' in ini.sections: raise IniError(f'[{sec}.{sub}]: not supported by n2d2x', ini.path, ini.line(f'{sec}.{sub}'))
 
@@ -609,7 +631,7 @@ def database_from_ini(ini, seed=1, section='database') -> Database:
     ini = ini if isinstance(ini, Ini) else Ini.load(ini)
     if section not in ini.sections: raise IniError(f'no [{section}] section', ini.path)
     type_ = ini.get(section, 'Type', '').strip()
-    if not type_: return Database(seed)  # N2D2: no Type, an empty database
+    if not type_: _check_db_keys(ini, section, ''); return Database(seed)  # N2D2: no Type, an empty database
     if type_ not in DATABASES:
         raise ini.error(section, 'Type', f'[{section}]: unknown database type {type_} (n2d2x knows {", ".join(DATABASES)})')
     if type_ != 'DIR_Database': _check_db_keys(ini, section, type_)
@@ -1114,3 +1136,31 @@ def from_ini(cls:StimuliProvider, ini, database=None, seed=1) -> StimuliProvider
     for name in ini.sections:
         if name.startswith(sec + '.'): sp._add_section(ini, name)
     return sp
+
+# %% ../nbs/04_data.ipynb #45514c28
+_DB_KINDS = {**dict.fromkeys(('Validation', 'Learn', 'Test'), 'fraction'), **dict.fromkeys(('Depth', 'LabelDepth', 'ROIsMargin'), int),
+             **dict.fromkeys(('RandomPartitioning', 'UseTestForValidation', 'UseCoarse', 'ExtractROIs', 'UseValidationForTest', 'BackgroundClass',
+                              'PerLabelPartitioning', 'EquivLabelPartitioning', 'LoadInMemory'), bool)}   # the others are paths and names
+
+def _check_db_values(ini, sec):
+    "Read every typed key of database section `[sec]`: a fraction (a count when DIR_Database's PerLabelPartitioning=0), an integer, a boolean."
+    counts = not ini.get_bool(sec, 'PerLabelPartitioning', True)
+    for key in ini.keys(sec):
+        kind = _DB_KINDS.get(key, str)
+        if kind == 'fraction' and not counts: _fraction(ini, sec, key, None)
+        elif kind == 'fraction' and ini.get_float(sec, key) < 0: raise ini.error(sec, key, f'[{sec}]{key}: a negative count')
+        elif kind is not str: getattr(ini, f'get_{kind.__name__}')(sec, key)
+        else: ini.get(sec, key)   # resolves its references and expressions
+
+def check_stimuli_ini(ini, section='database'):
+    "Check `[section]` (and its LoadMore sections), `[sp]` and its sub-sections as the loaders do, reading no data."
+    sec, seen = section if section in ini.sections else None, set()
+    if sec and (type_ := ini.get(sec, 'Type', '').strip()) and type_ not in DATABASES:
+        raise ini.error(sec, 'Type', f'[{sec}]: unknown database type {type_} (n2d2x knows {", ".join(DATABASES)})')
+    while sec:
+        if sec in seen or sec not in ini.sections: raise IniError(f'LoadMore: no section [{sec}] (or a LoadMore cycle)', ini.path)
+        seen.add(sec)
+        _check_db_keys(ini, sec, type_)
+        _check_db_values(ini, sec)
+        sec = ini.get(sec, 'LoadMore', '').strip() if type_ == 'DIR_Database' else None
+    return StimuliProvider.from_ini(ini, database=Database())

@@ -324,15 +324,34 @@ def get(self:Ini, section, key, default=MISSING, pseudo=None) -> str:
     raise IniError(f'missing property {key} in {where}', self.file(section), self.line(section))
 
 # %% ../nbs/00_ini.ipynb #c6808038
+_INT_RANGE = (-2**31, 2**31 - 1)   # N2D2 reads an integer property into a C++ `int`
+
+class _Refused(ValueError):
+    "A value that Python reads as a number and N2D2 does not; its message says why."
+
+def _ascii_number(s):
+    "Refuse what Python reads as a number and C++'s `>>` does not: non-ASCII digits ('١٢'), '1_000'."
+    if not s.isascii() or '_' in s: raise _Refused('ASCII digits only')
+    return s
+
 def _to_int(s):
-    "`s` as an int; an integral float such as '32.0' is accepted."
-    try: return int(s)
+    "`s` as an int within C++'s `int` range; an integral float such as '32.0' is accepted."
+    try: v = int(_ascii_number(s))
     except ValueError:
+        _ascii_number(s)
         f = float(s)
         if not f.is_integer(): raise
-        return int(f)
+        v = int(f)
+    if not _INT_RANGE[0] <= v <= _INT_RANGE[1]: raise _Refused("outside a C++ int's range")
+    return v
 
-_CONVS = {int: _to_int, bool: parse_bool}   # booleans as N2D2 reads them everywhere: 0/1, true/false, yes/no
+def _to_float(s):
+    "`s` as a finite float: C++'s `>>` reads no 'nan' or 'inf', and a non-finite size or rate has no meaning."
+    v = float(_ascii_number(s))
+    if not math.isfinite(v): raise _Refused('not finite')
+    return v
+
+_CONVS = {int: _to_int, float: _to_float, bool: parse_bool}   # booleans as N2D2 reads them everywhere: 0/1, true/false, yes/no
 
 # %% ../nbs/00_ini.ipynb #d2134039
 @patch
@@ -341,6 +360,7 @@ def _typed(self:Ini, section, key, conv, what, default, pseudo):
     if default is not MISSING and key not in self._props(section): return default
     v = self.get(section, key, pseudo=pseudo)
     try: return conv(v.strip())
+    except _Refused as e: raise self.error(section, key, f'[{section or ""}]{key}: expected {what}, got {v!r} ({e})') from None
     except (ValueError, KeyError, TypeError, OverflowError):
         raise self.error(section, key, f'[{section or ""}]{key}: expected {what}, got {v!r}') from None
 
@@ -353,7 +373,7 @@ def get_int(self:Ini, section, key, default=MISSING, pseudo=None) -> int:
 @patch
 def get_float(self:Ini, section, key, default=MISSING, pseudo=None) -> float:
     "`get` as a float."
-    return self._typed(section, key, float, 'a number', default, pseudo)
+    return self._typed(section, key, _to_float, 'a number', default, pseudo)
 
 @patch
 def get_bool(self:Ini, section, key, default=MISSING, pseudo=None) -> bool:

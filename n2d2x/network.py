@@ -507,7 +507,7 @@ _KEYS = {
 _KEYS['Deconv'] = _KEYS['Conv'] - {'SubSample', 'SubSampleX', 'SubSampleY', 'SubSampleDims'}
 
 # %% ../nbs/01_network.ipynb #6c1fe093
-def _pair(keys, stem, default=None, x='X', y='Y', size=''):
+def _pair_values(keys, stem, default=None, x='X', y='Y', size=''):
     "Read a 2-D parameter in any of N2D2's spellings, as (H, W)."
     if keys.has(f'{stem}Dims'):
         d = keys.get_list(f'{stem}Dims', type=int)
@@ -519,6 +519,20 @@ def _pair(keys, stem, default=None, x='X', y='Y', size=''):
     if keys.has(f'{stem}{y}', f'{stem}{x}') or default is None:
         return keys.get_int(f'{stem}{y}', default), keys.get_int(f'{stem}{x}', default)
     return default, default
+
+# %% ../nbs/01_network.ipynb #973530de
+_LEAST = {'Kernel': 1, 'Pool': 1, 'Stride': 1, 'Dilation': 1, 'SubSample': 1, 'Padding': 0}   # the least value of each 2-D parameter
+_MAX_SIDE = 1 << 16   # no kernel, stride, padding or map side beyond it
+_MAX_CHANNELS, _MAX_VALUES = 1 << 20, 1 << 28   # channels of a cell; values of a stimulus, of a cell's outputs or weights (1 GiB of float32)
+
+def _pair(keys, stem, default=None, x='X', y='Y', size=''):
+    "`_pair_values`, required when it has no `default`, each value between `_LEAST[stem]` and `_MAX_SIDE`."
+    found = next((k for k in (f'{stem}Dims', f'{stem}{size}', f'{stem}{y}', f'{stem}{x}') if keys.has(k)), None)
+    hw = _pair_values(keys, stem, default, x, y, size)
+    if None in hw: raise keys.ini.error(keys.section, None, f"[{keys.section}]: missing key {stem}Dims (or {stem}{size or 'Size'}, or {stem}{x} and {stem}{y})")
+    if not all(_LEAST[stem] <= v <= _MAX_SIDE for v in hw):
+        raise keys.ini.error(keys.where(found), found, f"[{keys.section}]: {stem} {hw[1]} x {hw[0]} (X x Y) is out of range ({_LEAST[stem]} to {_MAX_SIDE})")
+    return hw
 
 # %% ../nbs/01_network.ipynb #cb3a216c
 def group_map(nb_outputs, nb_channels, groups):
@@ -568,8 +582,9 @@ def _canvas_map(keys, table, nb_outputs, nb_channels):
         return np.ones((nb_outputs, nb_channels), bool)
     base = dict(SizeX=1, SizeY=1, StrideX=1, StrideY=1, OffsetX=0, OffsetY=0, NbIterations=0)
     p = _canvas(keys, table, _canvas(keys, 'Mapping', base))
-    n = p['NbIterations'] or max(nb_outputs, nb_channels)
-    sx, sy = p['SizeX'] or nb_outputs, p['SizeY'] or nb_channels
+    if min(p['SizeX'], p['SizeY'], p['NbIterations']) < 0: raise keys.ini.error(keys.section, None, f"[{keys.section}]: negative Mapping size or count {p}")
+    n = min(p['NbIterations'] or max(nb_outputs, nb_channels), nb_outputs * nb_channels)   # the pattern repeats after that
+    sx, sy = min(p['SizeX'] or nb_outputs, nb_outputs), min(p['SizeY'] or nb_channels, nb_channels)   # a wider patch wraps onto itself
     m = np.zeros((nb_outputs, nb_channels), bool)
     for i in range(n):
         x, y = p['OffsetX'] + i * p['StrideX'], p['OffsetY'] + i * p['StrideY']
@@ -729,10 +744,23 @@ def _build_lrn(keys, cell, in_dims):
     cell.beta, cell.k = keys.get_float('Beta', 0.75), keys.get_float('K', 2.0)
 
 # %% ../nbs/01_network.ipynb #c4c65d9b
+_SUBKEYS = {'Mapping': {'NbGroups', 'ChannelsPerGroup', 'NbIterations'} | {f'{p}{a}' for p in ('Size', 'Stride', 'Offset') for a in ('', 'X', 'Y')},
+            'ActivationFunction': {'LeakSlope', 'Clipping', 'Threshold', 'Alpha', 'Slope', 'Offset', 'QuantizationLevels', 'QuantizationDelay',
+                                   'MovingAverage', 'MA_Window', 'EMA_Alpha', 'Log2RoundingRate', 'Log2RoundingPower'}}
+
+_SUBKEY = re.compile(r'(?P<stem>Mapping|ActivationFunction)(?P<table>\([^)]*\))?(\.(?P<sub>.*))?')
+
+def _known_subkey(k):
+    "Whether a `Mapping.*`, `Mapping(parent)[.*]` or `ActivationFunction.*` key names a parameter N2D2 has (the other prefixes: any)."
+    if not k.startswith(('Mapping', 'ActivationFunction.')): return True
+    m = _SUBKEY.fullmatch(k)
+    if not m or m['table'] and m['stem'] != 'Mapping': return False
+    return m['table'] is not None if m['sub'] is None else m['sub'] in _SUBKEYS[m['stem']]
+
 def _check_keys(keys, ctype):
     allowed = _COMMON | _KEYS[ctype]
     for s, k in keys.keys():
-        if k.startswith('$') or k in allowed or k.startswith(_PREFIXES) and (ctype in ('Conv', 'Deconv', 'Pool') or not k.startswith('Mapping')):
+        if k.startswith('$') or k in allowed or k.startswith(_PREFIXES) and (ctype in ('Conv', 'Deconv', 'Pool') or not k.startswith('Mapping')) and _known_subkey(k):
             continue
         raise keys.ini.error(s, k, f"[{keys.section}]: unknown key '{k}' for a {ctype} cell"
                              + (f" (set in ConfigSection [{s}])" if s != keys.section else ''))
@@ -768,16 +796,36 @@ def _insert_batchnorms(cells):
 def _stimuli(ini):
     sp = next((s for s in ('sp', 'env') if s in ini.sections), None)
     if sp is None: raise IniError("missing stimuli provider section [sp]", ini.path)
+    for k in ('SizeX', 'SizeY', 'NbChannels'):   # each checked, even when Size= wins
+        if ini.has(sp, k) and not 1 <= ini.get_int(sp, k) <= _MAX_SIDE: raise ini.error(sp, k, f"[{sp}]{k}={ini.get_int(sp, k)} is out of range (1 to {_MAX_SIDE})")
     if ini.has(sp, 'Size'):
         v = ini.get_list(sp, 'Size', type=int)
         if len(v) not in (2, 3): raise ini.error(sp, 'Size', f"Size needs 2 or 3 values (X Y [Z]), got {v}")
         x, y, z = v + [ini.get_int(sp, 'NbChannels', 1)] * (3 - len(v))
     else:
         x, y, z = ini.get_int(sp, 'SizeX'), ini.get_int(sp, 'SizeY'), ini.get_int(sp, 'NbChannels', 1)
-    return sp, (z, y, x), ini.get_int(sp, 'BatchSize', 1)
+    if not (all(1 <= v <= _MAX_SIDE for v in (x, y, z)) and x * y * z <= _MAX_VALUES):
+        raise ini.error(sp, next((k for k in ('Size', 'SizeX', 'SizeY', 'NbChannels') if ini.has(sp, k)), None),
+                        f"[{sp}]: stimuli of {x} x {y} x {z} (X Y channels): each must be 1 to {_MAX_SIDE}, {_MAX_VALUES:,} values at most")
+    batch = ini.get_int(sp, 'BatchSize', 1)
+    if not 1 <= batch <= _MAX_SIDE: raise ini.error(sp, 'BatchSize', f"[{sp}]: BatchSize={batch} is out of range (1 to {_MAX_SIDE})")
+    return sp, (z, y, x), batch
 
 # %% ../nbs/01_network.ipynb #b394e521
 _TARGET = re.compile(r'^(?P<cell>.+)\.Target(-.*)?$')
+_TARGET_KEYS = {**dict.fromkeys(('TopN', 'NoDisplayLabel', 'LabelsHueOffset', 'MaskedLabel', 'WeakTarget'), int),
+                **dict.fromkeys(('TargetValue', 'DefaultValue', 'BinaryThreshold', 'ValueThreshold', 'MinOverlap', 'FilterMinHeight',
+                                 'FilterMinWidth', 'FilterMinAspectRatio', 'FilterMaxAspectRatio'), float),
+                **dict.fromkeys(('DataAsTarget', 'EstimatedLabelsValueDisplay', 'MaskedLabelValue', 'CreateMissingLabels'), bool),
+                **dict.fromkeys(('Type', 'LabelsMapping', 'ImageLogFormat', 'MaskLabelTarget', 'ROIsLabelTarget', 'RP', 'Anchor', 'TargetType'), str)}
+
+def _check_target(ini, s):
+    "Every key of target section `[s]` known to N2D2's targets, and read with its type; TopN at least 1."
+    for k in ini.keys(s):
+        if k.startswith('$'): continue
+        if k not in _TARGET_KEYS: raise ini.error(s, k, f"[{s}]: unknown key '{k}' for a target (known: {', '.join(sorted(_TARGET_KEYS))})")
+        v = getattr(ini, 'get' if _TARGET_KEYS[k] is str else f'get_{_TARGET_KEYS[k].__name__}')(s, k)
+        if k == 'TopN' and v < 1: raise ini.error(s, k, f"[{s}]: TopN={v} must be at least 1")
 
 def _targets(ini, cells, aliases=None, auto=()):
     "The INI's targets (naming cells, or ONNX values that are cells' outputs), then `[<cell>.Target]` for the `auto` cells without one."
@@ -787,6 +835,7 @@ def _targets(ini, cells, aliases=None, auto=()):
         if not m: continue
         cell = (aliases or {}).get(m['cell'], m['cell'])
         if cell not in cells: raise ini.error(s, None, f"target [{s}]: no cell named [{m['cell']}]")
+        _check_target(ini, s)
         out.append(Target(s, cell, {k: ini.get(s, k) for k in ini.keys(s) if not k.startswith('$')}))
     out += [Target(f'{c}.Target', c) for c in auto if c not in {t.cell for t in out}]
     if not out: raise IniError("missing target: add a [<cell>.Target] section", ini.path)
@@ -808,11 +857,26 @@ def _cell_sections(ini, sp):
     for s in ini.sections:
         if ini.has(s, 'Input'):
             out[s] = ['env' if p in (sp, 'sp', 'env') else p for p in (x.strip() for x in ini.get(s, 'Input').split(',')) if p]
+            if not out[s]: raise ini.error(s, 'Input', f"[{s}]: empty Input (name the cells or the stimuli provider that feed it)")
     return out
 
 # %% ../nbs/01_network.ipynb #3cc3f813
-def _build_cell(ini, section, inputs, cells, pseudo, input_dims):
+def _cell_keys(ini, section, pseudo):
+    "The `CellKeys` of `section`; a ConfigSection may not name the section itself."
     keys = CellKeys(ini, section, pseudo)
+    if section in keys.configs: raise ini.error(section, 'ConfigSection', f"[{section}]: ConfigSection names the section itself")
+    return keys
+
+def _check_size(ini, section, cell, in_dims):
+    "Refuse a cell whose outputs or weights would pass `_MAX_VALUES` values."
+    kh, kw = getattr(cell, 'kernel', None) or (1, 1)
+    cin = sum(d[0] for d in in_dims) if getattr(cell, 'kernel', None) else sum(math.prod(d) for d in in_dims)
+    weights = cell.nb_outputs * cin * kh * kw if 'weights' in cell.parameters else 0
+    if min(cell.dims) < 1 or max(math.prod(cell.dims), weights) > _MAX_VALUES:
+        raise ini.error(section, None, f"[{section}]: outputs {cell.dims} (C, H, W) and {weights:,} weights: each must have 1 to {_MAX_VALUES:,} values")
+
+def _build_cell(ini, section, inputs, cells, pseudo, input_dims):
+    keys = _cell_keys(ini, section, pseudo)
     t = keys.get('Type')
     if t in _BUILD.refused: raise ini.error(keys.where('Type'), 'Type', f"[{section}]: cell Type '{t}' {_BUILD.refused[t]}")
     if t not in _BUILD: raise ini.error(keys.where('Type'), 'Type', f"[{section}]: unknown cell Type '{t}' (known: {', '.join(_BUILD)})")
@@ -820,10 +884,13 @@ def _build_cell(ini, section, inputs, cells, pseudo, input_dims):
     in_dims = [input_dims if i == 'env' else cells[i].dims for i in inputs]
     weighted = 'weights' in CELL_TYPES[t].parameters   # a weighted cell chooses its output channels; the others keep their inputs'
     nb = keys.get_int('NbOutputs', MISSING if weighted else 0)
+    if not (1 if weighted else 0) <= nb <= _MAX_CHANNELS:
+        raise ini.error(keys.where('NbOutputs'), 'NbOutputs', f"[{section}]: NbOutputs={nb} is out of range ({1 if weighted else 0} to {_MAX_CHANNELS})")
     cell = CELL_TYPES[t](section, inputs, nb_outputs=nb, activation=_activation(keys))
     _BUILD[t](keys, cell, in_dims)
     try: cell.dims = tuple(int(v) for v in cell.out_dims(in_dims))
     except ShapeError as e: raise ini.error(section, None, str(e)) from None
+    _check_size(ini, section, cell, in_dims)
     if not weighted and nb and nb != cell.dims[0]:
         raise ini.error(section, 'NbOutputs', f"[{section}]: NbOutputs={nb} but the cell outputs {cell.dims[0]} channels")
     cell.nb_outputs = cell.dims[0]
@@ -862,7 +929,7 @@ _SETTABLE = {'NoBias': ('no_bias', 'get_bool'), 'WeightsExportFormat': ('weights
 
 def _configure(ini, section, cell, pseudo):
     "Apply to an imported cell the keys of the INI section that configures it (N2D2's `generateParams`)."
-    keys = CellKeys(ini, section, pseudo)
+    keys = _cell_keys(ini, section, pseudo)
     _check_keys(keys, cell.type)
     fixed = (_KEYS[cell.type] | {'Type', 'NbOutputs'}) - set(_SETTABLE) - {'WeightsFiller', 'BiasFiller'}
     for s, k in keys.keys():
@@ -878,7 +945,7 @@ def _configure(ini, section, cell, pseudo):
 # %% ../nbs/01_network.ipynb #32e31974
 def _build_onnx(ini, section, inputs, cells, pseudo, input_dims):
     "(cells, OnnxGraph) of the ONNX model of a Type=ONNX section, fed by its Input cells."
-    keys = CellKeys(ini, section, pseudo)
+    keys = _cell_keys(ini, section, pseudo)
     path = _onnx_file(ini, keys)   # first, as N2D2 does (which never checks the other keys of a Type=ONNX section)
     for s, k in keys.keys():
         if not (k.startswith('$') or k in _ONNX_KEYS): raise ini.error(s, k, f"[{section}]: unknown key '{k}' for a Type=ONNX section (known: {', '.join(sorted(_ONNX_KEYS))})")

@@ -15,7 +15,7 @@ from fastcore.basics import patch
 from .helpers import Registry
 
 # %% auto #0
-__all__ = ['OPS', 'OnnxImportError', 'CellSpec', 'OnnxGraph', 'load_model', 'data_inputs', 'fold_constants',
+__all__ = ['OPS', 'OnnxImportError', 'CellSpec', 'OnnxGraph', 'load_model', 'check_model', 'data_inputs', 'fold_constants',
            'rewrite_hard_activations', 'read_onnx', 'transpose_graph']
 
 # %% ../nbs/00a_onnx_read.ipynb #b0f5f09a
@@ -76,6 +76,31 @@ def _attr(node, name, default=None):
 
 def _opset(model): return next((o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')), 1)
 
+# %% ../nbs/00a_onnx_read.ipynb #9eef147d
+_OPSETS = (1, onnx.defs.onnx_opset_version())   # the default-domain opsets the installed onnx knows
+_IR_VERSIONS = (3, onnx.IR_VERSION)               # 3: the first with opset imports (onnx.checker's own floor)
+
+def _readers(model, name):
+    "The nodes that read value `name`, as 'op node' for messages."
+    return ', '.join(f"{n.op_type} '{n.name or n.output[0]}'" for n in model.graph.node if name in n.input) or 'no node'
+
+def _check_initializer(model, t, path):
+    "The initializer `t` as an array; an `OnnxImportError` when its data does not fit its dims or is not finite."
+    try: a = np.array(numpy_helper.to_array(t))
+    except Exception as e: raise OnnxImportError(f"{path}: initializer '{t.name}' (read by {_readers(model, t.name)}): its data does not fit its dims {list(t.dims)} ({e})") from None
+    if a.dtype.kind in 'fc' and not np.isfinite(a).all():
+        raise OnnxImportError(f"{path}: initializer '{t.name}' (read by {_readers(model, t.name)}) holds NaN or infinite values")
+    return a
+
+def check_model(model, path):
+    "Refuse what n2d2x cannot read faithfully: an unknown IR version or opset, no outputs (initializers: `_check_initializer`)."
+    # not onnx.checker.check_model: it also refuses readable models that exporters write (an output without a shape)
+    if not _IR_VERSIONS[0] <= model.ir_version <= _IR_VERSIONS[1]:
+        raise OnnxImportError(f"{path}: IR version {model.ir_version} is not supported (n2d2x reads {_IR_VERSIONS[0]} to {_IR_VERSIONS[1]})")
+    if not _OPSETS[0] <= _opset(model) <= _OPSETS[1]: raise OnnxImportError(f"{path}: opset {_opset(model)} is not supported (n2d2x reads opsets {_OPSETS[0]} to {_OPSETS[1]})")
+    if not model.graph.output: raise OnnxImportError(f"{path}: the graph has no outputs")
+    return model
+
 # %% ../nbs/00a_onnx_read.ipynb #1a23b4bb
 def _shape_of(vi):
     "The shape of a ValueInfo, None for an unknown dim; None if it has no shape."
@@ -121,14 +146,15 @@ def _value(name, a):
     if a.size <= 64: return numpy_helper.from_array(a, name)
     return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
 
-def _infer(model, nodes, consts, data):
-    "Static shapes of the values of the graph `nodes`, by ONNX shape inference."
+def _infer(model, nodes, consts, data, path='model'):
+    "Static shapes of the values of the graph `nodes`, by ONNX shape inference (its failure on a malformed node an `OnnxImportError`)."
     used = {i for n in nodes for i in n.input if i in consts}
     vals = [_value(k, consts[k]) for k in sorted(used)]
     ins = [helper.make_tensor_value_info(n, t, s) for n, s, _, t in data] + [v for v in vals if not isinstance(v, onnx.TensorProto)]
     g = helper.make_graph(nodes, 'g', ins, [], [v for v in vals if isinstance(v, onnx.TensorProto)])
     m = helper.make_model(g, opset_imports=model.opset_import, ir_version=max(model.ir_version, 4))
-    m = shape_inference.infer_shapes(m, data_prop=True)
+    try: m = shape_inference.infer_shapes(m, data_prop=True)
+    except Exception as e: raise OnnxImportError(f"{path}: ONNX shape inference fails on the model ({type(e).__name__}: {str(e).strip()[:200]})") from None
     vis = list(m.graph.input) + list(m.graph.value_info) + list(m.graph.output)
     return {v.name: _shape_of(v) for v in vis} | {k: v.shape for k, v in consts.items()}
 
@@ -156,10 +182,10 @@ def _shape_value(node, shape):
 
 def fold_constants(model, data, path='model'):
     "(nodes left, constants, shapes): every node computable from constants and static shapes, computed."
-    consts = {t.name: np.array(numpy_helper.to_array(t)) for t in model.graph.initializer}   # writable copies (learning updates them)
+    consts = {t.name: _check_initializer(model, t, path) for t in model.graph.initializer}   # writable copies (learning updates them)
     nodes = list(model.graph.node)
     while True:
-        shapes, known, fold = _infer(model, nodes, consts, data), set(consts), []
+        shapes, known, fold = _infer(model, nodes, consts, data, path), set(consts), []
         for n in nodes:
             if n.op_type in ('Shape', 'Size') and n.input[0] not in known and shapes.get(n.input[0]) and None not in shapes[n.input[0]]:
                 consts[n.output[0]] = _shape_value(n, shapes[n.input[0]])
@@ -785,6 +811,9 @@ def read_onnx(path_or_model,       # an .onnx file or a ModelProto
              ) -> OnnxGraph:
     "Read an ONNX model as N2D2 cell specs."
     model, path = load_model(path_or_model)
+    check_model(model, path)
+    if unknown := set(ignore) - {o for n in model.graph.node for o in n.output}:
+        raise OnnxImportError(f"{path}: Ignore names no node output: {', '.join(sorted(unknown))}")
     data = data_inputs(model, input_dims, path, default_dims)
     if len(data) != len(inputs):
         raise OnnxImportError(f"{path}: the model has {len(data)} data input(s) {[d[0] for d in data]}, fed by {len(inputs)}: {list(inputs)}")

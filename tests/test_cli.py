@@ -75,3 +75,23 @@ def test_seed_zero_needs_seed_dat(tmp_path):
     assert r.returncode == 1 and 'seed.dat' in r.stderr
     (tmp_path / 'seed.dat').write_text('1\n')
     assert n2d2x(LENET, '-w', '/dev/null', '-export', 'ONNX', '-nbbits', '-32', cwd=tmp_path).returncode == 0
+
+
+NET = "[database]\nType=MNIST_IDX_Database\nValidation=0.2\n[sp]\nSizeX=8\nSizeY=8\n[sp.Transformation-1]\nType=RescaleTransformation\nWidth=8\nHeight=8\n" \
+      "[c]\nInput=sp\nType=Conv\nKernelDims=3 3\nNbOutputs=2\n[c.Target]\n"
+
+
+@pytest.mark.parametrize('old,new,where', [
+    ('Validation=0.2', 'Validation=-inf', 'net.ini:3: [database]Validation'),                        # read although the float path needs no data
+    ('Type=RescaleTransformation', 'Type=Transformer', "net.ini:8: [sp.Transformation-1]: unknown transformation type"),
+    ('SizeY=8\n', 'SizeY=8\nBogus=1\n', 'net.ini:7: [sp]: unknown key Bogus'),
+    ('KernelDims=3 3\n', 'KernelDims=3 3\nStride=0\n', 'net.ini:15: [c]: Stride 0 x 0'),            # was a ZeroDivisionError (exit 2)
+    ('NbOutputs=2', 'NbOutputs=١٢', 'net.ini:15: [c]NbOutputs: expected an integer'),                 # Arabic-Indic digits were read as 12
+])
+def test_float_export_checks_every_section(tmp_path, old, new, where):
+    "Issue 16: the float export refuses what the integer export refuses, in one line naming file and line, and writes nothing."
+    assert old in NET
+    (tmp_path / 'net.ini').write_text(NET.replace(old, new))
+    r = n2d2x('net.ini', '-seed', '1', '-w', '/dev/null', '-export', 'ONNX', '-nbbits', '-32', cwd=tmp_path)
+    assert r.returncode == 1 and where in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['net.ini']

@@ -171,3 +171,17 @@ def test_filler_errors_name_file_and_line(tmp_path, n2d2x, capsys):
         assert f'n2d2x: error: {tmp_path / name}:{line}: {words}' in capsys.readouterr().err
         assert not (tmp_path / 'export_ONNX_float32').exists()
     assert Network.from_ini(model_path('n2d2/VGG16.ini'))['fc7'].bias_filler.origin == f"{model_path('n2d2/VGG16.ini')}:262"
+
+
+def test_headers_checked_against_the_file_before_allocating(tmp_path):
+    "Issue 16: an IDX header claiming 0xFFFFFFFF items, a PNG claiming 100000 x 100000 pixels: a DataError naming the file, no MemoryError."
+    import struct
+    from n2d2x.data import DataError, _decode, read_idx
+    (tmp_path / 'x-idx1-ubyte').write_bytes(struct.pack('>II', 0x00000801, 0xFFFFFFFF) + bytes(10))
+    with pytest.raises(DataError, match=r'x-idx1-ubyte: truncated file: 4294967295 values needs 4,294,967,295 bytes, found 10'):
+        read_idx(tmp_path / 'x-idx1-ubyte')
+    png = bytearray(cv2.imencode('.png', np.zeros((4, 4), np.uint8))[1].tobytes())
+    png[16:24] = struct.pack('>II', 100000, 100000)
+    (tmp_path / 'big.png').write_bytes(bytes(png))
+    with pytest.raises(DataError, match=r'big\.png: image of 100000 x 100000 pixels'):
+        _decode(tmp_path / 'big.png')

@@ -133,3 +133,34 @@ def test_errors_name_file_node_and_operator(tmp_path):
         network_from_onnx(tmp_path / 'erf.onnx')
     with pytest.raises(OnnxImportError, match="no such ONNX file"):
         network_from_onnx(tmp_path / 'missing.onnx')
+
+
+def _conv_model(**change):
+    "A Conv + Relu model, with one thing changed: 'w' (its weights), 'opset', 'ir', 'no_outputs'."
+    m = model([N('Conv', ['x', 'w'], ['c'], name='conv'), N('Relu', ['c'], ['y'], name='relu')], {'x': [1, 1, 6, 6]}, ['y'],
+              dict(w=change.get('w', W(2, 1, 3, 3))), opset=change.get('opset', 13))
+    if 'ir' in change: m.ir_version = change['ir']
+    if change.get('no_outputs'): del m.graph.output[:]
+    return m
+
+
+@pytest.mark.parametrize('change,message', [
+    (dict(opset=99), r"m\.onnx: opset 99 is not supported"),
+    (dict(ir=99), r"m\.onnx: IR version 99 is not supported"),
+    (dict(no_outputs=True), r"m\.onnx: the graph has no outputs"),
+    (dict(w=np.full((2, 1, 3, 3), np.nan, np.float32)), r"m\.onnx: initializer 'w' \(read by Conv 'conv'\) holds NaN or infinite values"),
+    (dict(w=np.array([[[[np.inf]]]], np.float32)), r"m\.onnx: initializer 'w' \(read by Conv 'conv'\) holds NaN or infinite values"),
+])
+def test_models_checked_on_the_way_in(tmp_path, change, message):
+    "Issue 16: what n2d2x cannot read faithfully is refused by name before anything is computed from it."
+    onnx.save(_conv_model(**change), tmp_path / 'm.onnx')
+    with pytest.raises(OnnxImportError, match=message):
+        network_from_onnx(tmp_path / 'm.onnx')
+
+
+def test_ignore_names_a_node_output(tmp_path):
+    "Ignore=nosuch is an error at the File key of the section (N2D2 would fail to find the node)."
+    onnx.save(_conv_model(), tmp_path / 'm.onnx')
+    (tmp_path / 'net.ini').write_text("[sp]\nSizeX=6\nSizeY=6\n[onnx]\nInput=sp\nType=ONNX\nFile=m.onnx\nIgnore=nosuch\n[y.Target]\n")
+    with pytest.raises(IniError, match=r"net\.ini:7: \[onnx\]: .*m\.onnx: Ignore names no node output: nosuch"):
+        Network.from_ini(tmp_path / 'net.ini')
