@@ -130,6 +130,8 @@ def sphinx_sources(proc, dest, cfg):
             if c['cell_type'] == 'code':
                 _directives(c)
                 for o in c.get('outputs', []):
+                    if '<iframe' in _text(o.get('data', {}).get('text/html', '')) and '//localhost:' in _text(o['data']['text/html']):
+                        o['data'] = {'text/html': _NETRON_NOTE}   # show_netron's server lived with the notebook's kernel
                     md = o.get('data', {}).get('text/markdown')
                     if md is not None: o['data']['text/markdown'] = _anchors(_rewrite_md(_text(md), pages, anchors, code_url), taken)
             cells.append({k: v for k, v in c.items() if k in _CELL_KEYS})   # nbdev's own keys (has_sd, ...) out
@@ -141,6 +143,10 @@ def sphinx_sources(proc, dest, cfg):
         nb['metadata'].pop('widgets', None)   # saved widget state: MyST-NB would load the widget manager from a CDN
         (dest/f'{pages[n]}.ipynb').write_text(json.dumps(nb))
     return pages
+
+
+_NETRON_NOTE = ('<p><em>Here the notebook showed netron, served by its kernel. On this site, netron\'s viewer opens the '
+                '<a href="netron/index.html?url=models/lenet_int8.onnx">int8 LeNet</a> and the other example models.</em></p>')
 
 
 def module_sources(dest, cfg):
