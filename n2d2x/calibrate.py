@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_calibrate.ipynb #de6d9cfb
 from __future__ import annotations
-import hashlib, math, struct, sys
+import hashlib, math, struct
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np

@@ -12,7 +12,7 @@ import dataclasses, itertools, math, socket
 import numpy as np
 import matplotlib.pyplot as plt
 from matplotlib.patches import FancyArrowPatch
-from tqdm import tqdm
+from .progress import progress_bar
 from .network import Network
 from .engine import KERNELS, activate, forward, predict
 from .fuse import equalize, output_ranges
@@ -165,9 +165,9 @@ def sweep(net: Network, x_cal, x, labels,            # the fused network, calibr
           clipping=('None', 'MSE', 'KL-Divergence'), # -act-clipping-mode values
           per_output=(False, True),                  # per-layer (False) and per-channel (True) weights
           cle=True,                                  # cross-layer equalization first
-          progress=False) -> Table:                  # show a progress bar
+          progress=False) -> Table:                  # a progress bar: True, False, None (`progress_enabled`)
     "Accuracy of the integer network (%) for every combination of the options: a Table, one row per run."
-    rows, bar = Table(), tqdm(total=len(nbbits) * len(clipping) * len(rescaling) * len(per_output), disable=not progress)
+    rows, bar = Table(), progress_bar(len(nbbits) * len(clipping) * len(rescaling) * len(per_output), 'Sweep', 'run', progress)
     for bits in nbbits:
         prepared = prepare(net, PTQConfig(nbbits=bits, cle=cle))
         hist = calibrate(prepared, [x_cal], nbbits=bits)

@@ -851,7 +851,7 @@ class ExportOptions:
     lean: bool = False                        # Lean: the lean integer graph, fewer nodes, the same integers (onnxruntime's fastest)
     qdq: bool = False                         # QDQ: QuantizeLinear/DequantizeLinear form (QLinearConv), bit-exact with to_qdq's simulation
     plots: bool = True                        # draw a PNG per calibration histogram (N2D2 does); Plots=0 for batch use
-    export_parameters: str | os.PathLike | None = None  # INI-like file setting ImplicitCasting, FakeQuantization, Lean, QDQ (it wins)
+    export_parameters: str | os.PathLike | None = None  # INI-like file setting ImplicitCasting, FakeQuantization, Lean, QDQ, Plots (it wins)
     db_export: int = 0                        # test stimuli written with the outputs expected of them (-1: all)
     fuse: bool = True                         # remove Dropout, fuse BatchNorm and Padding first (N2D2 always does)
     cle: bool = True                          # cross-layer equalization before the weight clipping
@@ -1233,9 +1233,7 @@ def _int_io(qnet, net, r, casting):
 def _probe(net, sp):
     "(what it is, x [1, C, H, W]): the first stimulus of the provider's Test (else Validation, Learn) partition, else a seeded uniform image."
     for part in ('Test', 'Validation', 'Learn') if sp is not None else ():
-        try: n = sp.count(part)
-        except Exception: n = 0
-        if n: return f"the first {part} stimulus", next(iter(sp.batches(part, batch_size=1, limit=1)))[0]
+        if sp.count(part): return f"the first {part} stimulus", next(iter(sp.batches(part, batch_size=1, limit=1)))[0]
     return "a uniform [0, 1) probe input", np.random.default_rng(0).random((1, *net.input_dims), dtype=np.float32)
 
 def _check_finite(net, sp):
