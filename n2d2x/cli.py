@@ -60,7 +60,8 @@ NOT_ON_CLI = {   # the ExportOptions fields that no flag sets, and why
     'plots': 'read from the -export-parameters file (Plots=0 for batch use)',
     'fuse': 'N2D2 always fuses before exporting',
     'opset': 'N2D2 has no such flag: the export writes the lowest opset that the graph needs',
-    'progress': 'the command line shows it when its output is a terminal'}
+    'progress': 'the command line shows the bars where standard error is a terminal (N2D2X_PROGRESS=1 forces them)',
+    'verify': '-test sets it (with -nb-test): an integer export is verified on the Test stimuli before it is written'}
 
 # %% ../nbs/12_cli.ipynb #7e1e6fc5
 def parser():
@@ -145,7 +146,7 @@ def run(argv=None, out_dir='.'):
     if args.learn or args.learn_epoch or args.test and not args.export: _learn_and_test(net, sp, args, seed, out_dir)
     if args.export is None: return None
     out = _export(net, sp, args, out_dir)
-    if args.test: print(format_verification(verify_export(out, sp, limit=None if args.nb_test < 0 else args.nb_test)))
+    if args.test: print(format_verification(_test_results(out, sp, args)))
     return out
 
 _SOLVER_PREFIXES = ('Solvers', 'WeightsSolver', 'BiasSolver', 'ScaleSolver')
@@ -188,6 +189,13 @@ def _learn_and_test(net, sp, args, seed, out_dir):
         score = learning.test(net, sp, out_dir=out_dir, report=args.report, limit=None if args.nb_test < 0 else args.nb_test, progress=False)
         print(learning.format_score(score))
 
+# %% ../nbs/12_cli.ipynb #fc38833b
+def _test_results(out, sp, args):
+    "What -test prints: the export's own verification when it ran on the Test stimuli, else a verification now."
+    ver = out.report.get('verification')
+    if ver and all(r['partition'] == 'Test' for r in ver.values()): return ver
+    return verify_export(out, sp, limit=None if args.nb_test < 0 else args.nb_test, progress=None)
+
 # %% ../nbs/12_cli.ipynb #6b89ea3c
 def _qat_mode(net, args):
     "qat of the export: True with -qat-sat, else False (PTQ), with a word when quantizers are left out."
@@ -200,7 +208,7 @@ def _qat_mode(net, args):
 
 def _export(net, sp, args, out_dir):
     opts = dataclasses.replace(export_options(args), qat=_qat_mode(net, args), db_export=args.db_export if sp is not None else 0,
-                               progress=sys.stdout.isatty())
+                               progress=None, verify=(-1 if args.nb_test < 0 else args.nb_test) if args.test else None)
     out = export_onnx(net, out_dir=out_dir, stimuli=sp, options=opts)
     print(f"Exported {out / 'model.onnx'}")
     return out

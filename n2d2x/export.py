@@ -15,13 +15,14 @@ from onnx.reference import ReferenceEvaluator
 from onnx.reference.ops import load_op
 from fastcore.basics import patch
 import n2d2x
-from .helpers import Registry
+from .helpers import Background, Registry
+from .progress import progress_bar
 from .ini import Ini, IniError
 from .network import Network
 from .engine import forward, onnx_resize_attrs, predict
 from .fuse import equalize, fuse as fuse_network
 from .calibrate import (CalibrationError, ClippingModeError, RangeStats, calibrate, clip_weights, load_calibration,
-                             save_calibration)
+                             draw_histograms, save_calibration)
 from .quantize import QNetwork, QuantizeError, dequantize, output_first, quantize, quantize_input, simulate, split_activations, to_qdq
 from .qat import QATError, has_quantizers, qat_to_qnetwork, without_quantizers
 
@@ -62,7 +63,7 @@ def node(self: _Graph, op, inputs, output, name=None, opset=None, **attrs):
 @patch
 def const(self: _Graph, name, value, dtype=np.float32):
     "Add the initializer `name` holding `value` as `dtype`; return `name`."
-    self.inits.append(numpy_helper.from_array(np.asarray(value, dtype), self._claim(name)))
+    self.inits.append((self._claim(name), np.asarray(value, dtype)))
     return name
 
 # %% ../nbs/11_export.ipynb #2f23f840
@@ -118,6 +119,28 @@ def _opset(g, opset=None):
         raise ExportError(f"opset {opset} is too old: {why}")
     return opset
 
+# %% ../nbs/11_export.ipynb #87216128
+_LIGHT = 4096   # initializers above this many values go to shape inference without their values
+
+def _dataless(name, a):
+    "A TensorProto with the name, type and dims of array `a`, and no values."
+    t = TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(a.dtype))
+    t.dims.extend(a.shape)
+    return t
+
+def _model(g, name, inputs, outputs, ops, props=None, infer=True):
+    "The ModelProto of graph `g` (strict shape inference unless `infer` is False), each initializer made in it once."
+    big = {n for n, a in g.inits if a.size > _LIGHT}
+    inits = [_dataless(n, a) if n in big else numpy_helper.from_array(a, n) for n, a in g.inits]
+    model = helper.make_model(helper.make_graph(g.nodes, name, inputs, outputs, inits), opset_imports=ops,
+                              ir_version=helper.find_min_ir_version_for(ops), producer_name='n2d2x', producer_version=n2d2x.__version__)
+    if props: helper.set_model_props(model, props)
+    if infer: model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    arrays = dict(g.inits)
+    for t in model.graph.initializer:
+        if t.name in big: t.CopyFrom(numpy_helper.from_array(arrays[t.name], t.name))
+    return model
+
 # %% ../nbs/11_export.ipynb #a7df0ddc
 def to_onnx(net: Network,  # an (already fused) network, with its parameters
             opset=None):    # ONNX opset; None: the lowest that every node needs
@@ -125,11 +148,7 @@ def to_onnx(net: Network,  # an (already fused) network, with its parameters
     g = _Graph(net)
     for cell in net: _emit(g, cell)
     outputs = _outputs(g, net)
-    ops = [helper.make_opsetid('', _opset(g, opset))]
-    graph = helper.make_graph(g.nodes, net.name, [_value_info('env', net.input_dims)], outputs, g.inits)
-    model = helper.make_model(graph, opset_imports=ops, ir_version=helper.find_min_ir_version_for(ops),
-                              producer_name='n2d2x', producer_version=n2d2x.__version__)
-    return onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    return _model(g, net.name, [_value_info('env', net.input_dims)], outputs, [helper.make_opsetid('', _opset(g, opset))])
 
 # %% ../nbs/11_export.ipynb #94662540
 def run_onnx(model, x):
@@ -736,12 +755,8 @@ def to_onnx_int(qnet: QNetwork,               # the integer network (n2d2x.quant
     for name in dict.fromkeys(qnet.targets):
         if g.tensors[name] != name: g.node('Identity', [g.tensors[name]], name)
         outputs.append(_io(g, name))
-    ops = [helper.make_opsetid('', _opset(g, opset))]
-    graph = helper.make_graph(g.nodes, qnet.net.name, [_io(g, 'env')], outputs, g.inits)
-    model = helper.make_model(graph, opset_imports=ops, ir_version=helper.find_min_ir_version_for(ops),
-                              producer_name='n2d2x', producer_version=n2d2x.__version__)
-    helper.set_model_props(model, _props(qnet, casting, g.lean))
-    return model if casting == 'implicit' else onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    return _model(g, qnet.net.name, [_io(g, 'env')], outputs, [helper.make_opsetid('', _opset(g, opset))],
+                  _props(qnet, casting, g.lean), infer=casting != 'implicit')
 
 # %% ../nbs/11_export.ipynb #1a1e181b
 def _props(qnet, casting, lean=False):
@@ -853,6 +868,7 @@ class ExportOptions:
     plots: bool = True                        # draw a PNG per calibration histogram (N2D2 does); Plots=0 for batch use
     export_parameters: str | os.PathLike | None = None  # INI-like file setting ImplicitCasting, FakeQuantization, Lean, QDQ, Plots (it wins)
     db_export: int = 0                        # test stimuli written with the outputs expected of them (-1: all)
+    verify: int | None = None                 # Test stimuli an integer export is verified on before it is written (-1: all; None: db_export's)
     fuse: bool = True                         # remove Dropout, fuse BatchNorm and Padding first (N2D2 always does)
     cle: bool = True                          # cross-layer equalization before the weight clipping
     qat: bool | None = None                   # QWeight/QAct quantizers: None or True export their trained levels, False quantizes by PTQ
@@ -860,7 +876,7 @@ class ExportOptions:
     b_round_mode: str = 'NONE'                # QAT export: rounding of the biases (accepted: they are integers of the accumulator)
     c_round_mode: str = 'NONE'                # QAT export: rounding of the clips (accepted: they are exact)
     opset: int | None = None                  # ONNX opset; None: the lowest that the graph needs
-    progress: bool = False                    # print the calibration's progress
+    progress: bool | None = False             # progress bars (calibration, verification, -db-export); None: where somebody watches
 
 # %% ../nbs/11_export.ipynb #b104621b
 def _options(options, keywords):
@@ -1045,30 +1061,35 @@ def _score(qnet, t, y):
     "Real-valued scores of target `t` from its output y (integers are dequantized)."
     return y if qnet is None else dequantize(qnet, t, y)
 
-def _verify(net, qnet, r, casting, model, batches):
+def _verify(net, qnet, r, casting, model, batches, progress=None, total=None):
     "Per target cell: stimuli, hits of the float network, of the simulation and of `model`, identical stimuli, max |diff|."
     cmp = _compared(qnet, net)
     run = model_runner(with_outputs(model, sorted({n for v in cmp.values() for n in v})), casting)
     out = {t: dict(stimuli=0, float=0, simulation=0, onnx=0, identical=0, max_diff=0.0) for t in cmp}
-    for x, labels in batches:
-        yf = predict(net, x)
-        xi = x if qnet is None else quantize_input(qnet, _scaled(x, r))
-        sim, got = (yf, run(x)) if qnet is None else (simulate(qnet, xi, list(cmp) + [n for v in cmp.values() for n in v]), run(xi))
-        for t, names in cmp.items():
-            d = np.max([np.abs(got[n].astype(np.float64) - sim[n]).reshape(len(x), -1).max(1) for n in names], axis=0)
-            o = out[t]
-            o['stimuli'] += len(x); o['identical'] += int((d == 0).sum()); o['max_diff'] = max(o['max_diff'], float(d.max()))
-            o['float'] += _hits(yf[t], labels); o['onnx'] += _hits(_score(qnet, t, got[t]), labels)
-            if qnet is not None: o['simulation'] += _hits(_score(qnet, t, sim[t]), labels)
+    with progress_bar(total, 'Verification', enable=progress) as bar:
+        for x, labels in batches: _verify_batch(x, labels, net, qnet, r, cmp, run, out); bar.update(len(x))
     if qnet is None:
         for o in out.values(): o['simulation'] = o['identical'] = None   # a float model is compared by its max |diff|
     return out
 
+def _verify_batch(x, labels, net, qnet, r, cmp, run, out):
+    "Add one batch to `_verify`'s counts `out`."
+    yf = predict(net, x)
+    xi = x if qnet is None else quantize_input(qnet, _scaled(x, r))
+    sim, got = (yf, run(x)) if qnet is None else (simulate(qnet, xi, list(cmp) + [n for v in cmp.values() for n in v]), run(xi))
+    for t, names in cmp.items():
+        d = np.max([np.abs(got[n].astype(np.float64) - sim[n]).reshape(len(x), -1).max(1) for n in names], axis=0)
+        o = out[t]
+        o['stimuli'] += len(x); o['identical'] += int((d == 0).sum()); o['max_diff'] = max(o['max_diff'], float(d.max()))
+        o['float'] += _hits(yf[t], labels); o['onnx'] += _hits(_score(qnet, t, got[t]), labels)
+        if qnet is not None: o['simulation'] += _hits(_score(qnet, t, sim[t]), labels)
+
 # %% ../nbs/11_export.ipynb #89e78ec1
-def verify_export(export: Export, stimuli, partition='Test', limit=None):
+def verify_export(export: Export, stimuli, partition='Test', limit=None, progress=None):
     "Per target: accuracy of the float network, of the integer simulation and of model.onnx, and its agreement with the simulation."
     model = onnx.load(export / 'model.onnx')
-    res = _verify(export.net, export.qnet, export.stimuli_range, export.casting, model, stimuli.batches(partition, limit=limit))
+    total = stimuli.count(partition) if limit is None else min(limit, stimuli.count(partition))
+    res = _verify(export.net, export.qnet, export.stimuli_range, export.casting, model, stimuli.batches(partition, limit=limit), progress, total)
     return _by_target(export.net, res, partition, export.casting)
 
 # %% ../nbs/11_export.ipynb #7d08c8b2
@@ -1098,18 +1119,19 @@ def _expected(qnet, net, ys):
 # %% ../nbs/11_export.ipynb #7943b557
 def _db_count(sp, n): return sp.count('Test') if n < 0 else min(n, sp.count('Test'))
 
-def _db_export(folder, sp, n, model_input, expected):
+def _db_export(folder, sp, n, model_input, expected, progress=None):
     "Write N2D2's stimuli/envNN.pgm|ppm, stimuli.list, stimuli.link, and n2d2x's stimuli/envNN.out."
     n = _db_count(sp, n)
-    digits, ids, i, lines = math.ceil(math.log10(n)) if n > 1 else 0, sp.database.stimuli('Test'), 0, []
+    digits, ids, lines = math.ceil(math.log10(n)) if n > 1 else 0, sp.database.stimuli('Test'), []
     folder.mkdir()
-    for x, labels in sp.batches('Test', limit=n):
-        xm = model_input(x)
-        for v, label, e in zip(xm, labels, expected(x)):
-            f = f"stimuli/env{str(i).zfill(digits)}.{'pgm' if v.shape[0] == 1 else 'ppm'}"
-            (folder.parent / f).write_bytes(_pnm_header(*v.shape, v.dtype) + np.ascontiguousarray(v).tobytes() + np.int32(label).tobytes())
-            (folder.parent / f).with_suffix('.out').write_bytes(e.astype(e.dtype.newbyteorder('<')).tobytes())
-            lines.append((f, sp.database.name(int(ids[i])))); i += 1
+    with progress_bar(n, 'DB export', enable=progress) as bar:
+        for x, labels in sp.batches('Test', limit=n):
+            for v, label, e in zip(model_input(x), labels, expected(x)):
+                f = f"stimuli/env{str(len(lines)).zfill(digits)}.{'pgm' if v.shape[0] == 1 else 'ppm'}"
+                (folder.parent / f).write_bytes(_pnm_header(*v.shape, v.dtype) + np.ascontiguousarray(v).tobytes() + np.int32(label).tobytes())
+                (folder.parent / f).with_suffix('.out').write_bytes(e.astype(e.dtype.newbyteorder('<')).tobytes())
+                lines.append((f, sp.database.name(int(ids[len(lines)]))))
+            bar.update(len(x))
     (folder.parent / 'stimuli.list').write_text(''.join(f"{f}\n" for f, _ in lines))
     (folder.parent / 'stimuli.link').write_text(''.join(f"{f} {name}\n" for f, name in lines))
 
@@ -1197,6 +1219,29 @@ def _check_verified(ver, casting, layers):
     if bad and exact:
         raise ExportError(f"internal error: the {casting} model differs from the integer simulation ({bad}); please report it")
 
+# %% ../nbs/11_export.ipynb #2d8da730
+def _draw_in_background(calib):
+    "Start drawing the histogram plots of `calib` in a child process, into a temporary folder (`.folder`)."
+    folder = Path(tempfile.mkdtemp(prefix='n2d2x-plots-'))
+    job = Background(draw_histograms, calib, folder)
+    job.folder = folder
+    return job
+
+def _save_statistics(calib, export_dir, plots):
+    "save_calibration without plots, then the plots that `plots` (a Background job, or None) drew moved in."
+    d = save_calibration(calib, export_dir, plots=False)
+    if plots is None: return d
+    try:
+        plots.join()
+        for png in (plots.folder / 'statistics' / 'calibration' / 'outputs_histogram').glob('*.png'):
+            shutil.move(png, d / 'outputs_histogram' / png.name)
+    finally: _discard(plots)
+    return d
+
+def _discard(plots):
+    "Stop the plots' child if it still runs, remove its folder."
+    plots.cancel(); shutil.rmtree(plots.folder, ignore_errors=True)
+
 # %% ../nbs/11_export.ipynb #0f211ff1
 def _int_export(net, sp, target, casting, opts):
     "(files, Export) of the integer export of the fused `net`."
@@ -1207,18 +1252,27 @@ def _int_export(net, sp, target, casting, opts):
     props = {**{p.key: p.value for p in model.metadata_props}, **{f'n2d2x.{k}': json.dumps(v) for k, v in bits.items()}}
     onnx.helper.set_model_props(model, props)
     if casting != 'implicit': onnx.checker.check_model(model, full_check=True)
-    n, part = opts.db_export if opts.db_export else sp.batch_size or 1, 'Test' if sp.count('Test') else cal['partition']
-    ver = _by_target(net, _verify(net, qnet, r, casting, model, sp.batches(part, limit=None if n < 0 else n)), part, casting)
-    layers = layer_report(qnet, casting)
-    _check_verified(ver, casting, layers)
+    plots = _draw_in_background(calib) if calib is not None and opts.plots else None
+    try:
+        n = opts.verify if opts.verify is not None else opts.db_export or sp.batch_size or 1
+        part = 'Test' if sp.count('Test') else cal['partition']
+        total = sp.count(part) if n < 0 else min(n, sp.count(part))
+        ver = _by_target(net, _verify(net, qnet, r, casting, model, sp.batches(part, limit=None if n < 0 else n), opts.progress, total), part, casting)
+        layers = layer_report(qnet, casting)
+        _check_verified(ver, casting, layers)
+    except BaseException:
+        if plots: _discard(plots)
+        raise
     rep = dict(network=net.name, nbbits=qnet.nbbits, act_rescaling_mode=qnet.mode, casting=casting, opset=model.opset_import[0].version,
                stimuli_range=r * qnet.env_range, stimuli_scale=qnet.env_scale, env_unsigned=qnet.env_unsigned, calibration=cal,
                cle=opts.cle and not opts.qat, layers=layers, summary=qnet.summary(),
                verification=ver, runtime=runtime_name(casting), input=_io_info(model.graph.input[0]),
                outputs=[_io_info(o) for o in model.graph.output], db_export=_db_count(sp, opts.db_export), bits=bits)
     files = {'model.onnx': lambda p: onnx.save_model(model, p), 'Readme.txt': lambda p: p.write_text(_readme(rep))}
-    if calib is not None: files['statistics'] = lambda p: save_calibration(calib, p.parent, plots=opts.plots)
-    if opts.db_export: files['stimuli'] = lambda p: _db_export(p, sp, opts.db_export, *_int_io(qnet, net, r, casting))
+    if calib is not None:
+        files['statistics'] = lambda p: _save_statistics(calib, p.parent, plots)
+        if plots: files['statistics'].discard = lambda: _discard(plots)   # when the export fails before writing them
+    if opts.db_export: files['stimuli'] = lambda p: _db_export(p, sp, opts.db_export, *_int_io(qnet, net, r, casting), opts.progress)
     return files, Export(target, rep, net, qnet, r, casting)
 
 # %% ../nbs/11_export.ipynb #979ac3d4
@@ -1245,18 +1299,23 @@ def _check_finite(net, sp):
             raise ExportError(f"cell [{name}] outputs {'NaN' if np.isnan(y).any() else 'inf'} on {what}: the float export would "
                               f"compute non-finite values (weights or biases too large for float32?); nothing was written")
 
+# %% ../nbs/11_export.ipynb #9813a7ff
+def _save_checked(holder, path, check=True):
+    "Write the model that `holder` ([model]) holds to `path`, let it go, then check the file (full check, shape inference)."
+    onnx.save_model(holder.pop(), path)
+    if check: onnx.checker.check_model(str(path), full_check=True)
+
 # %% ../nbs/11_export.ipynb #f77f76a1
 def _float_export(net, sp, target, casting, opts):
     "(files, Export) of the float32 export of the fused `net` (`casting` does not apply)."
     _check_finite(net, sp)
-    model = to_onnx(net, opts.opset)
-    onnx.checker.check_model(model, full_check=True)
-    rep = dict(network=net.name, nbbits=-32, casting='float', opset=model.opset_import[0].version, db_export=0)
-    files = {'model.onnx': lambda p: onnx.save_model(model, p), 'Readme.txt': lambda p: p.write_text('ONNX export\n')}
+    model = [to_onnx(net, opts.opset)]
+    rep = dict(network=net.name, nbbits=-32, casting='float', opset=model[0].opset_import[0].version, db_export=0)
+    files = {'model.onnx': lambda p: _save_checked(model, p), 'Readme.txt': lambda p: p.write_text('ONNX export\n')}
     if opts.db_export and sp is not None:
         rep['db_export'] = _db_count(sp, opts.db_export)
         files['stimuli'] = lambda p: _db_export(p, sp, opts.db_export, lambda x: np.asarray(x, np.float32),
-                                                lambda x: _expected(None, net, predict(net, x)))
+                                                lambda x: _expected(None, net, predict(net, x)), opts.progress)
     return files, Export(target, rep, net)
 
 # %% ../nbs/11_export.ipynb #ef567b00
@@ -1283,10 +1342,13 @@ def export_onnx(net: Network,       # the network, with its parameters (not modi
     opts = dataclasses.replace(opts, qat=qat)
     _check_nbbits(opts.nbbits, opts.calib or qat, opts.calib_reload, casting == 'fake')
     target = Path(export_dir) if export_dir is not None else Path(out_dir) / export_dir_name(opts.nbbits)
-    net = fuse_network(net.copy()) if opts.fuse and not qat else net
+    net = fuse_network(net, arrays=False) if opts.fuse and not qat else net   # fusion makes new arrays, never writes into one
     try: files, export = (_float_export if opts.nbbits < 0 else _int_export)(net, stimuli, target, casting, opts)
     except (CalibrationError, ClippingModeError, QuantizeError, QATError) as e: raise ExportError(str(e)) from None
-    _write_atomic(target, files)
+    try: _write_atomic(target, files)
+    except BaseException:
+        for write in files.values(): getattr(write, 'discard', lambda: None)()
+        raise
     return export
 
 # %% ../nbs/11_export.ipynb #b3513b00
@@ -1491,10 +1553,6 @@ def to_onnx_qdq(qnet: QNetwork,   # the integer network in QDQ form (n2d2x.quant
     for qc in qnet: _emit_qdq(g, qc)
     for name in dict.fromkeys(qnet.targets):
         if g.tensors[name] != name: g.node('Identity', [g.tensors[name]], name)
-    ops = [helper.make_opsetid('', max(13, _opset(g, opset)))]
-    graph = helper.make_graph(g.nodes, qnet.net.name, [_qdq_io(qnet, 'env')], [_qdq_io(qnet, n) for n in dict.fromkeys(qnet.targets)], g.inits)
-    model = helper.make_model(graph, opset_imports=ops, ir_version=helper.find_min_ir_version_for(ops),
-                              producer_name='n2d2x', producer_version=n2d2x.__version__)
     zps = {qc.name: 128 for qc in qnet if qnet.zero_point(qc.name) == 128}
-    helper.set_model_props(model, {**_props(qnet, 'qdq'), 'n2d2x.zero_points': json.dumps(zps)})
-    return onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    return _model(g, qnet.net.name, [_qdq_io(qnet, 'env')], [_qdq_io(qnet, n) for n in dict.fromkeys(qnet.targets)],
+                  [helper.make_opsetid('', max(13, _opset(g, opset)))], {**_props(qnet, 'qdq'), 'n2d2x.zero_points': json.dumps(zps)})

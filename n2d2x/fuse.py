@@ -22,9 +22,9 @@ def _linear(act):
     "True for no activation or a Linear one (the identity)."
     return act is None or act.is_identity
 
-def _apply(net, cell_type, check, rewrite):
+def _apply(net, cell_type, check, rewrite, arrays=True):
     "A copy of `net` where `rewrite` was applied to every `cell_type` cell that `check` accepts."
-    net = net.copy()
+    net = net.copy(arrays)
     for name in [c.name for c in net if c.type == cell_type]:
         why = check(net, name)
         if why is None: rewrite(net, name)
@@ -42,9 +42,9 @@ def dropout_removable(net, name):
 
 def _remove_dropout(net, name): net.remove(name)
 
-def remove_dropout(net):
+def remove_dropout(net, arrays=True):
     "A copy of `net` without Dropout cells, their children and targets reconnected to their parents."
-    return _apply(net, 'Dropout', dropout_removable, _remove_dropout)
+    return _apply(net, 'Dropout', dropout_removable, _remove_dropout, arrays)
 
 # %% ../nbs/07_fuse.ipynb #7c621212
 def _bn_variance(bn):
@@ -106,12 +106,12 @@ def _insert_identity_conv(net, name):
     net.cells = dict(items[:i] + [(conv.name, conv)] + items[i:])
 
 # %% ../nbs/07_fuse.ipynb #40a96fbc
-def fuse_batchnorm(net):
+def fuse_batchnorm(net, arrays=True):
     "A copy of `net` with each BatchNorm folded into the Conv/Fc before it, where that is exact (N2D2's two passes)."
-    net = net.copy()
+    net = net.copy(arrays)
     for name in [c.name for c in net if c.type == 'BatchNorm' and _needs_identity_conv(net, c.name)]:
         _insert_identity_conv(net, name)
-    return _apply(net.sort().infer_dims(), 'BatchNorm', batchnorm_fusable, _fuse_batchnorm)
+    return _apply(net.sort().infer_dims(), 'BatchNorm', batchnorm_fusable, _fuse_batchnorm, arrays)
 
 # %% ../nbs/07_fuse.ipynb #c16c606d
 def _non_negative(net, name):
@@ -153,14 +153,15 @@ def _fuse_padding(net, name):
     for c in net.children(name): c.pads = tuple(int(p + s) for p, s in zip(c.pads, (pad.top, pad.left, pad.bottom, pad.right)))
     net.remove(name)
 
-def fuse_padding(net):
+def fuse_padding(net, arrays=True):
     "A copy of `net` with each Padding cell fused into the Conv/Pool cells after it, where that is exact."
-    return _apply(net, 'Padding', padding_fusable, _fuse_padding)
+    return _apply(net, 'Padding', padding_fusable, _fuse_padding, arrays)
 
 # %% ../nbs/07_fuse.ipynb #e7a8d31b
-def fuse(net):
+def fuse(net,
+         arrays=True):  # False: the copy shares the arrays that no rewrite changed (the rewrites make new ones, never write into one)
     "A copy of `net` simplified for export: `remove_dropout`, `fuse_batchnorm`, `fuse_padding` (N2D2's order)."
-    return fuse_padding(fuse_batchnorm(remove_dropout(net)))
+    return fuse_padding(fuse_batchnorm(remove_dropout(net, arrays), arrays), arrays)
 
 # %% ../nbs/07_fuse.ipynb #36793287
 def _commutes(act):

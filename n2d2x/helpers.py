@@ -4,12 +4,13 @@
 
 # %% ../nbs/00_helpers.ipynb #5d3f97e6
 from __future__ import annotations
+import os, sys, traceback
 import numpy as np
 from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['BOOLS', 'MISSING', 'REGISTRIES', 'round_half_away', 'round_int', 'concat_channels', 'unique_name', 'parse_bool',
-           'parse_uint', 'CellKeys', 'Registry']
+           'parse_uint', 'CellKeys', 'Registry', 'Background']
 
 # %% ../nbs/00_helpers.ipynb #46415449
 def round_half_away(x):
@@ -133,3 +134,32 @@ def lookup(self: Registry, t, cell=None):
     who = f"cell [{cell}]: " if cell is not None else ''
     why = self.refused.get(t, f"no kernel for this {self.kind} type (known: {', '.join(self)})")
     raise self.error(f"{who}{self.stage} does not support {self.kind} type '{t}': {why}")
+
+# %% ../nbs/00_helpers.ipynb #7e3e6831
+class Background:
+    "`fn(*args)` run in a forked child process while this one goes on (at once without `fork`); `join()` waits, raising if it failed."
+    def __init__(self, fn, *args):
+        self.pid = None
+        if not hasattr(os, 'fork'): fn(*args); return
+        sys.stdout.flush(); sys.stderr.flush()
+        self.pid = os.fork()
+        if self.pid == 0:
+            code = 1
+            try: fn(*args); code = 0
+            except BaseException: traceback.print_exc()
+            finally: os._exit(code)
+
+    def join(self):
+        "Wait for the child; a RuntimeError if it did not exit with 0."
+        if self.pid is None: return
+        pid, self.pid = self.pid, None
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        if code != 0: raise RuntimeError(f"background process {pid} failed (exit status {code})")
+
+    def cancel(self):
+        "Stop the child (an export that fails goes no further); nothing is raised."
+        if self.pid is None: return
+        pid, self.pid = self.pid, None
+        try: os.kill(pid, 9)
+        except ProcessLookupError: pass
+        os.waitpid(pid, 0)

@@ -564,7 +564,7 @@ class History:
 def plot(self: History, ax=None):
     "The learning curve: recognition rates (left axis) and loss (right axis) against the stimuli seen."
     import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=(10, 4.5), dpi=80)
+    if ax is None: _, ax = plt.subplots(figsize=(10, 4.5), dpi=100)
     ax.plot(self.stimuli, 100 * np.array(self.learn_rate), 'o-', label='learning')
     ax.plot(self.stimuli, 100 * np.array(self.valid_rate), 's-', label=self.partition.lower())
     ax.set(xlabel='stimuli', ylabel='recognition rate (%)'); ax.legend(loc='center right', fontsize=8)

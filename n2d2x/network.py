@@ -464,10 +464,12 @@ def infer_dims(self: Network):
 
 # %% ../nbs/01_network.ipynb #d53a7f4b
 @patch
-def copy(self: Network):
-    "A deep copy (cells and arrays), sharing nothing with the original."
+def copy(self: Network,
+         arrays=True):  # False: the copy's cells share the parameter arrays (for a stage that only replaces them, never writes into them)
+    "A deep copy (cells and arrays), sharing nothing with the original (but the cells' arrays with `arrays=False`)."
     ini, self.ini = self.ini, None
-    try: new = copy.deepcopy(self)
+    memo = {} if arrays else {id(v): v for c in self for v in vars(c).values() if isinstance(v, np.ndarray)}
+    try: new = copy.deepcopy(self, memo)
     finally: self.ini = ini
     new.ini = ini
     return new
