@@ -246,6 +246,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '', 'doc_host': '.', 'git_ur
                               'n2d2x.engine._batchnorm_back': ('engine.html#_batchnorm_back', 'n2d2x/engine.py'),
                               'n2d2x.engine._batchnorm_train': ('engine.html#_batchnorm_train', 'n2d2x/engine.py'),
                               'n2d2x.engine._blas': ('engine.html#_blas', 'n2d2x/engine.py'),
+                              'n2d2x.engine._channels_last': ('engine.html#_channels_last', 'n2d2x/engine.py'),
                               'n2d2x.engine._col2im': ('engine.html#_col2im', 'n2d2x/engine.py'),
                               'n2d2x.engine._conv': ('engine.html#_conv', 'n2d2x/engine.py'),
                               'n2d2x.engine._conv_back': ('engine.html#_conv_back', 'n2d2x/engine.py'),

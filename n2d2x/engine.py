@@ -88,15 +88,20 @@ def _pad(x, pads, value=0):
 def _padding(cell, inputs): return _pad(concat_channels(inputs), (cell.top, cell.left, cell.bottom, cell.right))
 
 # %% ../nbs/05_engine.ipynb #213427a5
-def _im2col(x, kernel, stride, dilation, batch_inner=True):
-    "Every (dilated, strided) window of x [N, C, H, W], in one copy: [C, kH, kW, N, Ho, Wo], or [N, C, kH, kW, Ho, Wo]."
+def _im2col(x, kernel, stride, dilation, batch_inner=True, out=None):
+    "The (dilated, strided) windows of x [N, C, H, W], copied (into the flat `out` if given): [C, kH, kW, N, Ho, Wo] or [N, C, kH, kW, Ho, Wo]."
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     if (kh, kw, sh, sw) == (1, 1, 1, 1) and not batch_inner: return x[:, :, None, None]   # 1x1, stride 1: x itself
     win = sliding_window_view(x, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3))[:, :, ::sh, ::sw, ::dh, ::dw]
-    return np.ascontiguousarray(win.transpose((1, 4, 5, 0, 2, 3) if batch_inner else (0, 1, 4, 5, 2, 3)))
+    win = win.transpose((1, 4, 5, 0, 2, 3) if batch_inner else (0, 1, 4, 5, 2, 3))
+    if out is None: return np.ascontiguousarray(win)
+    out = out[:win.size].reshape(win.shape)
+    np.copyto(out, win)
+    return out
 
 # %% ../nbs/05_engine.ipynb #4947c0a4
-_COLS_BYTES = 64 << 20
+_COLS_BYTES = 64 << 20     # the window matrix of a chunk of images, at most (one product over the chunk)
+_IMAGE_COLS = 8 << 20      # the same, image by image (one buffer for every chunk)
 _ONE_THREAD = 1 << 18      # OpenBLAS multiplies products of fewer multiply-adds than this on one thread
 _THREADED_MACS = 1 << 30   # n2d2x lets BLAS use its threads only for products of at least this many multiply-adds
 
@@ -120,13 +125,15 @@ def _per_image(macs, images):
 def _conv_gemm(x, w, stride, dilation, groups, out_hw, bias=None):
     "Convolution of the padded x by im2col and matrix products (in chunks of bounded memory), plus the bias [M] if any."
     n, (m, cg, kh, kw), (oh, ow) = len(x), w.shape, out_hw
-    k, y = cg * kh * kw, np.empty((n, m, oh, ow), np.result_type(x, w))
-    wg = w.reshape(groups, m // groups, k)
-    step = max(1, _COLS_BYTES // max(1, x.itemsize * x.shape[1] * kh * kw * oh * ow))
+    k, y, cols_size = cg * kh * kw, np.empty((n, m, oh, ow), np.result_type(x, w)), x.shape[1] * kh * kw * oh * ow
+    wg, step = w.reshape(groups, m // groups, k), max(1, _COLS_BYTES // max(1, x.itemsize * cols_size))
+    per_image = _per_image(m // groups * k * oh * ow, min(n, step))
+    if per_image: step = max(1, _IMAGE_COLS // max(1, x.itemsize * cols_size))
+    buf = np.empty(min(n, step) * cols_size, x.dtype) if per_image else None
     for i in range(0, n, step):
         xs, ys = x[i:i + step], y[i:i + step]
-        if _per_image(m // groups * k * oh * ow, len(xs)):   # one product per image and group, into NCHW
-            cols = _im2col(xs, (kh, kw), stride, dilation, False).reshape(-1, groups, k, oh * ow)
+        if per_image:   # one product per image and group, into NCHW
+            cols = _im2col(xs, (kh, kw), stride, dilation, False, buf).reshape(-1, groups, k, oh * ow)
             _matmul(wg, cols, out=ys.reshape(-1, groups, m // groups, oh * ow))
             if bias is not None: ys += bias.reshape(m, 1, 1)
         else:   # one product per group over the chunk, then back to NCHW, adding the bias on the way
@@ -139,20 +146,26 @@ def _conv_gemm(x, w, stride, dilation, groups, out_hw, bias=None):
 # %% ../nbs/05_engine.ipynb #5354f9ae
 _CACHE_BYTES = 1 << 18
 
+def _channels_last(m, ow):
+    "Whether the depthwise taps run channels last: numpy's innermost loops then cover the m channels, not a row of ow."
+    return m >= 2 * ow
+
 def _depthwise(x, w, stride, dilation, groups, out_hw):
     "Depthwise convolution (one input channel per group) of the padded x: the weighted sum of its kH x kW shifted slices."
     (m, _, kh, kw), (sh, sw), (dh, dw), (oh, ow) = w.shape, stride, dilation, out_hw
     if m != x.shape[1]: x = np.repeat(x, m // x.shape[1], axis=1)   # channel multiplier: output m reads channel m // (M/C)
-    y = np.empty((len(x), m, oh, ow), np.result_type(x, w))
+    y, last = np.empty((len(x), m, oh, ow), np.result_type(x, w)), _channels_last(m, ow)
     step = max(1, _CACHE_BYTES // (y[0].nbytes or 1))   # a few images at a time: their maps stay in cache across the taps
-    taps = [(u * dh, v * dw, w[:, 0, u, v, None, None]) for u in range(kh) for v in range(kw)]
+    taps = [(u * dh, v * dw, w[:, 0, u, v]) for u in range(kh) for v in range(kw)]
     for i in range(0, len(x), step):
-        xs, ys = x[i:i + step], y[i:i + step]
+        xs, ys = x[i:i + step].transpose(0, 2, 3, 1), y[i:i + step].transpose(0, 2, 3, 1)   # [n, H, W, M] views
+        if last: xs, ys = np.ascontiguousarray(xs), np.empty((len(xs), oh, ow, m), y.dtype)   # channels innermost
         tmp = np.empty_like(ys)
         for k, (a, b, wk) in enumerate(taps):
-            tap = xs[:, :, a:a + sh * (oh - 1) + 1:sh, b:b + sw * (ow - 1) + 1:sw]
+            tap = xs[:, a:a + sh * (oh - 1) + 1:sh, b:b + sw * (ow - 1) + 1:sw]
             if k == 0: np.multiply(tap, wk, out=ys)
             else: ys += np.multiply(tap, wk, out=tmp)
+        if last: y[i:i + step] = ys.transpose(0, 3, 1, 2)
     return y
 
 # %% ../nbs/05_engine.ipynb #53420150
