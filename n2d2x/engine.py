@@ -59,7 +59,11 @@ def _softplus(a, x): return np.logaddexp(0, x)
 def _tanh(a, x): return np.tanh(np.float32(a.alpha) * x)
 
 # %% ../nbs/05_engine.ipynb #d4dd3ab1
-def activate(act, x, cell=None, inplace=False):
+def activate(act,           # an `Activation`, or None for the identity
+             x,             # the values
+             cell=None,     # the cell's name, for errors
+             inplace=False  # x is a kernel's own new array: a rectifier may write into it
+            ):
     "Apply the activation `act` (an `Activation`, or None for the identity) to `x`; `cell` names the cell in errors."
     if act is None: return x
     if inplace and act.type == 'Rectifier' and act.leak_slope == 0: return _rectifier(act, x, out=x)   # x: a kernel's own output
