@@ -3,7 +3,8 @@
 For the bundled LeNet and N2D2's SqueezeNet_v1.1, MobileNet_v2 (160x160) and ResNet-18 (224x224) INIs, with
 random fillers (seed 1): engine forward (`n2d2x.engine.predict`) against onnxruntime (intra-op threads 2,
 numpy's BLAS threads as they are), in the same process, several runs each, alternating, so that both see the
-same load. Then, on LeNet: a training step (forward_train + backward + SGD; against PyTorch CPU when
+same load, with a pause between calls (onnxruntime's threads spin for a while after a run: without it, the
+engine's call that follows ran up to 1.5x slower). Then, on LeNet: a training step (forward_train + backward + SGD; against PyTorch CPU when
 `--torch PYTHON` names an interpreter that has it: PyTorch is never a dependency of n2d2x), the calibration
 and the integer simulation, per image.
 
@@ -44,12 +45,16 @@ def rates(fn, n, repeat):
     return out
 
 
+PAUSE = 0.05   # seconds between two timed calls: onnxruntime's threads spin a while after a run, on the cores the next call needs
+
+
 def paired(fa, fb, n, repeat):
     "Rates of fa and of fb, one call of each per run, so that both see the same machine load."
     fa(); fb()
     ra, rb = [], []
     for _ in range(repeat):
-        ra.append(n / _time(fa)); rb.append(n / _time(fb))
+        ra.append(n / _time(fa)); time.sleep(PAUSE)
+        rb.append(n / _time(fb)); time.sleep(PAUSE)
     return ra, rb
 
 

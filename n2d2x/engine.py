@@ -4,13 +4,15 @@
 
 # %% ../nbs/05_engine.ipynb #2155608f
 from __future__ import annotations
-import dataclasses, functools
+import contextlib, dataclasses, functools
 import numpy as np
 from dataclasses import dataclass, field
 from numpy.lib.stride_tricks import sliding_window_view
 from .network import Network, Activation, Conv, Fc, Pool, BatchNorm, ElemWise, Softmax, Padding, Reshape, Resize, CELL_TYPES
 from .network import Deconv, LRN
 from .helpers import Registry, concat_channels
+try: from threadpoolctl import ThreadpoolController   # optional: numpy's BLAS threads, per product
+except ImportError: ThreadpoolController = None
 
 # %% auto #0
 __all__ = ['KERNELS', 'EngineError', 'activate', 'conv2d', 'pool2d', 'softmax', 'onnx_resize_attrs', 'resize2d',
@@ -40,9 +42,9 @@ _ACTIVATIONS = Registry('activation forward', EngineError, kind='activation')   
 def _linear(a, x): return x
 
 @_ACTIVATIONS.register('Rectifier')
-def _rectifier(a, x):
-    y = np.maximum(x, 0) if a.leak_slope == 0 else np.where(x > 0, x, np.float32(a.leak_slope) * x)
-    return np.minimum(y, np.float32(a.clipping)) if a.clipping > 0 else y
+def _rectifier(a, x, out=None):
+    y = np.maximum(x, 0, out=out) if a.leak_slope == 0 else np.where(x > 0, x, np.float32(a.leak_slope) * x)
+    return np.minimum(y, np.float32(a.clipping), out=out) if a.clipping > 0 else y
 
 @_ACTIVATIONS.register('Logistic', 'LogisticWithLoss')
 def _logistic(a, x): return np.exp(-np.logaddexp(0, -x))
@@ -57,9 +59,14 @@ def _softplus(a, x): return np.logaddexp(0, x)
 def _tanh(a, x): return np.tanh(np.float32(a.alpha) * x)
 
 # %% ../nbs/05_engine.ipynb #d4dd3ab1
-def activate(act, x, cell=None):
+def activate(act,           # an `Activation`, or None for the identity
+             x,             # the values
+             cell=None,     # the cell's name, for errors
+             inplace=False  # x is a kernel's own new array: a rectifier may write into it
+            ):
     "Apply the activation `act` (an `Activation`, or None for the identity) to `x`; `cell` names the cell in errors."
     if act is None: return x
+    if inplace and act.type == 'Rectifier' and act.leak_slope == 0: return _rectifier(act, x, out=x)   # x: a kernel's own output
     return _ACTIVATIONS.lookup(act.type, cell)(act, x)
 
 # %% ../nbs/05_engine.ipynb #b5109877
@@ -85,48 +92,84 @@ def _pad(x, pads, value=0):
 def _padding(cell, inputs): return _pad(concat_channels(inputs), (cell.top, cell.left, cell.bottom, cell.right))
 
 # %% ../nbs/05_engine.ipynb #213427a5
-def _im2col(x, kernel, stride, dilation, batch_inner=True):
-    "Every (dilated, strided) window of x [N, C, H, W], in one copy: [C, kH, kW, N, Ho, Wo], or [N, C, kH, kW, Ho, Wo]."
+def _im2col(x, kernel, stride, dilation, batch_inner=True, out=None):
+    "The (dilated, strided) windows of x [N, C, H, W], copied (into the flat `out` if given): [C, kH, kW, N, Ho, Wo] or [N, C, kH, kW, Ho, Wo]."
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    if (kh, kw, sh, sw) == (1, 1, 1, 1) and not batch_inner: return x[:, :, None, None]   # 1x1, stride 1: x itself
     win = sliding_window_view(x, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3))[:, :, ::sh, ::sw, ::dh, ::dw]
-    return np.ascontiguousarray(win.transpose((1, 4, 5, 0, 2, 3) if batch_inner else (0, 1, 4, 5, 2, 3)))
+    win = win.transpose((1, 4, 5, 0, 2, 3) if batch_inner else (0, 1, 4, 5, 2, 3))
+    if out is None: return np.ascontiguousarray(win)
+    out = out[:win.size].reshape(win.shape)
+    np.copyto(out, win)
+    return out
 
-# %% ../nbs/05_engine.ipynb #c0110cb7
-_COLS_BYTES = 64 << 20
-_ONE_THREAD = 1 << 18   # OpenBLAS multiplies products of fewer multiply-adds than this on one thread
+# %% ../nbs/05_engine.ipynb #4947c0a4
+_COLS_BYTES = 64 << 20     # the window matrix of a chunk of images, at most (one product over the chunk)
+_IMAGE_COLS = 8 << 20      # the same, image by image (one buffer for every chunk)
+_ONE_THREAD = 1 << 18      # OpenBLAS multiplies products of fewer multiply-adds than this on one thread
+_THREADED_MACS = 1 << 30   # n2d2x lets BLAS use its threads only for products of at least this many multiply-adds
 
-def _conv_gemm(x, w, stride, dilation, groups, out_hw):
-    "Convolution of the padded x by im2col and matrix products (in chunks of bounded memory)."
+@functools.cache
+def _blas():
+    "A threadpoolctl controller of numpy's BLAS, or None without threadpoolctl."
+    return None if ThreadpoolController is None else ThreadpoolController()
+
+def _matmul(a, b, out=None):
+    "a @ b (numpy's matmul), on one BLAS thread where one product (the last two axes) has under _THREADED_MACS multiply-adds."
+    small = a.shape[-2] * a.shape[-1] * b.shape[-1] < _THREADED_MACS and _blas() is not None
+    with _blas().limit(limits=1, user_api='blas') if small else contextlib.nullcontext():
+        return np.matmul(a, b, out=out)
+
+# %% ../nbs/05_engine.ipynb #60a89b2d
+def _per_image(macs, images):
+    "Whether to multiply image by image (one thread, straight into NCHW) rather than once over the images (BLAS threads)."
+    if _blas() is None: return macs < _ONE_THREAD   # without threadpoolctl: OpenBLAS threads whatever is larger
+    return macs * images < _THREADED_MACS
+
+def _conv_gemm(x, w, stride, dilation, groups, out_hw, bias=None):
+    "Convolution of the padded x by im2col and matrix products (in chunks of bounded memory), plus the bias [M] if any."
     n, (m, cg, kh, kw), (oh, ow) = len(x), w.shape, out_hw
-    k, y = cg * kh * kw, np.empty((n, m, oh, ow), np.result_type(x, w))
-    wg, per_image = w.reshape(groups, m // groups, k), m // groups * k * oh * ow < _ONE_THREAD
-    step = max(1, _COLS_BYTES // max(1, x.itemsize * x.shape[1] * kh * kw * oh * ow))
+    k, y, cols_size = cg * kh * kw, np.empty((n, m, oh, ow), np.result_type(x, w)), x.shape[1] * kh * kw * oh * ow
+    wg, step = w.reshape(groups, m // groups, k), max(1, _COLS_BYTES // max(1, x.itemsize * cols_size))
+    per_image = _per_image(m // groups * k * oh * ow, min(n, step))
+    if per_image: step = max(1, _IMAGE_COLS // max(1, x.itemsize * cols_size))
+    buf = np.empty(min(n, step) * cols_size, x.dtype) if per_image else None
     for i in range(0, n, step):
-        if per_image:   # small products, on one thread each: one per image and group, straight into NCHW
-            cols = _im2col(x[i:i + step], (kh, kw), stride, dilation, False).reshape(-1, groups, k, oh * ow)
-            np.matmul(wg, cols, out=y[i:i + step].reshape(-1, groups, m // groups, oh * ow))
-        else:           # one large product per group over the chunk, then back to NCHW
-            cols = _im2col(x[i:i + step], (kh, kw), stride, dilation).reshape(groups, k, -1)
-            y[i:i + step] = (wg @ cols).reshape(m, -1, oh, ow).transpose(1, 0, 2, 3)
+        xs, ys = x[i:i + step], y[i:i + step]
+        if per_image:   # one product per image and group, into NCHW
+            cols = _im2col(xs, (kh, kw), stride, dilation, False, buf).reshape(-1, groups, k, oh * ow)
+            _matmul(wg, cols, out=ys.reshape(-1, groups, m // groups, oh * ow))
+            if bias is not None: ys += bias.reshape(m, 1, 1)
+        else:   # one product per group over the chunk, then back to NCHW, adding the bias on the way
+            cols = _im2col(xs, (kh, kw), stride, dilation).reshape(groups, k, -1)
+            prod = _matmul(wg, cols).reshape(m, -1, oh, ow).transpose(1, 0, 2, 3)
+            if bias is None: ys[...] = prod
+            else: np.add(prod, bias.reshape(m, 1, 1), out=ys)
     return y
 
 # %% ../nbs/05_engine.ipynb #5354f9ae
-_CACHE_BYTES = 1 << 20
+_CACHE_BYTES = 1 << 18
+
+def _channels_last(m, ow):
+    "Whether the depthwise taps run channels last: numpy's innermost loops then cover the m channels, not a row of ow."
+    return m >= 2 * ow
 
 def _depthwise(x, w, stride, dilation, groups, out_hw):
     "Depthwise convolution (one input channel per group) of the padded x: the weighted sum of its kH x kW shifted slices."
     (m, _, kh, kw), (sh, sw), (dh, dw), (oh, ow) = w.shape, stride, dilation, out_hw
     if m != x.shape[1]: x = np.repeat(x, m // x.shape[1], axis=1)   # channel multiplier: output m reads channel m // (M/C)
-    y = np.empty((len(x), m, oh, ow), np.result_type(x, w))
+    y, last = np.empty((len(x), m, oh, ow), np.result_type(x, w)), _channels_last(m, ow)
     step = max(1, _CACHE_BYTES // (y[0].nbytes or 1))   # a few images at a time: their maps stay in cache across the taps
-    taps = [(u * dh, v * dw, w[:, 0, u, v, None, None]) for u in range(kh) for v in range(kw)]
+    taps = [(u * dh, v * dw, w[:, 0, u, v]) for u in range(kh) for v in range(kw)]
     for i in range(0, len(x), step):
-        xs, ys = x[i:i + step], y[i:i + step]
+        xs, ys = x[i:i + step].transpose(0, 2, 3, 1), y[i:i + step].transpose(0, 2, 3, 1)   # [n, H, W, M] views
+        if last: xs, ys = np.ascontiguousarray(xs), np.empty((len(xs), oh, ow, m), y.dtype)   # channels innermost
         tmp = np.empty_like(ys)
         for k, (a, b, wk) in enumerate(taps):
-            tap = xs[:, :, a:a + sh * (oh - 1) + 1:sh, b:b + sw * (ow - 1) + 1:sw]
+            tap = xs[:, a:a + sh * (oh - 1) + 1:sh, b:b + sw * (ow - 1) + 1:sw]
             if k == 0: np.multiply(tap, wk, out=ys)
             else: ys += np.multiply(tap, wk, out=tmp)
+        if last: y[i:i + step] = ys.transpose(0, 3, 1, 2)
     return y
 
 # %% ../nbs/05_engine.ipynb #53420150
@@ -144,8 +187,8 @@ def conv2d(x,                   # input [N, C, H, W]
     x = _pad(x, pads)
     oh = (x.shape[2] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     ow = (x.shape[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    kernel = _depthwise if cg == 1 and groups > 1 else _conv_gemm
-    y = kernel(x, w, stride, dilation, groups, (oh, ow))
+    if cg > 1 or groups == 1: return _conv_gemm(x, w, stride, dilation, groups, (oh, ow), bias)
+    y = _depthwise(x, w, stride, dilation, groups, (oh, ow))
     if bias is not None: y += bias.reshape(1, m, 1, 1)
     return y
 
@@ -166,7 +209,7 @@ def _conv(cell, inputs):
 @KERNELS.register('Fc')
 def _fc(cell, inputs):
     x = np.concatenate([i.reshape(len(i), -1) for i in inputs], axis=1)
-    y = x @ _param(cell, 'weights', (cell.nb_outputs, x.shape[1]), _float(x)).T
+    y = _matmul(x, _param(cell, 'weights', (cell.nb_outputs, x.shape[1]), _float(x)).T)
     if not cell.no_bias: y += _param(cell, 'bias', (cell.nb_outputs,), _float(x))
     return y.reshape(len(x), -1, 1, 1)
 
@@ -182,10 +225,17 @@ def pool2d(x,                        # input [N, C, H, W]
     (kh, kw), (sh, sw), hw = kernel, stride, x.shape[2:]
     x = _pad(x, pads, _lowest(x.dtype) if mode == 'Max' else 0)
     oh, ow = (x.shape[2] - kh) // sh + 1, (x.shape[3] - kw) // sw + 1
-    taps = (x[:, :, u:u + sh * (oh - 1) + 1:sh, v:v + sw * (ow - 1) + 1:sw] for u in range(kh) for v in range(kw))
-    y = next(taps).copy()
-    for t in taps: (np.maximum if mode == 'Max' else np.add)(y, t, out=y)
-    if mode == 'Average': y /= kh * kw if count_include_pad else _window_counts(hw, kernel, stride, pads, y.dtype)
+    if mode == 'Max':   # separable: over the rows of each window ([N, C, Ho, W]), then over its columns
+        rows = _fold(np.maximum, [x[:, :, u:u + sh * (oh - 1) + 1:sh] for u in range(kh)])
+        return _fold(np.maximum, [rows[:, :, :, v:v + sw * (ow - 1) + 1:sw] for v in range(kw)])
+    y = _fold(np.add, [x[:, :, u:u + sh * (oh - 1) + 1:sh, v:v + sw * (ow - 1) + 1:sw] for u in range(kh) for v in range(kw)])
+    y /= kh * kw if count_include_pad else _window_counts(hw, kernel, stride, pads, y.dtype)
+    return y
+
+def _fold(op, taps):
+    "op(...op(op(t0, t1), t2)..., tk), in one new array."
+    y = op(taps[0], taps[1]) if len(taps) > 1 else taps[0].copy()
+    for t in taps[2:]: op(y, t, out=y)
     return y
 
 def _window_counts(hw, kernel, stride, pads, dtype):
@@ -299,7 +349,7 @@ def conv_transpose2d(x,                      # input [N, C, H, W]
     step = max(1, _COLS_BYTES // max(1, x.itemsize * groups * mg * kh * kw * h * wd))
     for i in range(0, n, step):
         g = x[i:i + step].transpose(1, 0, 2, 3).reshape(groups, c // groups, -1)
-        _col2im(y[i:i + step], (wt @ g).reshape(groups * mg, kh, kw, -1, h, wd).transpose(3, 0, 1, 2, 4, 5), stride, dilation)
+        _col2im(y[i:i + step], _matmul(wt, g).reshape(groups * mg, kh, kw, -1, h, wd).transpose(3, 0, 1, 2, 4, 5), stride, dilation)
     y = _pad(y, tuple(-p for p in pads))   # crop the pads
     return y if bias is None else y + bias.reshape(1, -1, 1, 1).astype(y.dtype)
 
@@ -363,8 +413,9 @@ def _stimuli(net, x, dtype=np.float32):
 
 def _run(cell, inputs):
     "One cell: its kernel, then its activation, as float32 of the dims the network expects."
-    kernel = KERNELS.lookup(cell.type, cell.name)
-    y = np.asarray(activate(cell.activation, kernel(_quantized(cell)[0], inputs), cell.name), np.float32)
+    y = KERNELS.lookup(cell.type, cell.name)(_quantized(cell)[0], inputs)
+    fresh = not any(np.may_share_memory(y, i) for i in inputs)   # the kernel's own array: the activation may overwrite it
+    y = np.asarray(activate(cell.activation, y, cell.name, inplace=fresh), np.float32)
     y = _quantize_output(cell, y)[0]
     if cell.dims is not None and y.shape[1:] != tuple(cell.dims):
         raise EngineError(f"cell [{cell.name}] computed dims {y.shape[1:]}, the network says {cell.dims}: run net.infer_dims()")
@@ -553,9 +604,9 @@ def conv2d_backward(x,                   # the convolution's input [N, C, H, W]
     step = max(1, _COLS_BYTES // max(1, x.itemsize * x.shape[1] * kh * kw * oh * ow))
     for i in range(0, n, step):
         g = dy[i:i + step].transpose(1, 0, 2, 3).reshape(groups, m // groups, -1)
-        dw += g @ _im2col(x[i:i + step], (kh, kw), stride, dilation).reshape(groups, k, -1).transpose(0, 2, 1)
+        dw += _matmul(g, _im2col(x[i:i + step], (kh, kw), stride, dilation).reshape(groups, k, -1).transpose(0, 2, 1))
         if need_dx:
-            dcols = (wt @ g).reshape(groups * cg, kh, kw, -1, oh, ow).transpose(3, 0, 1, 2, 4, 5)
+            dcols = _matmul(wt, g).reshape(groups * cg, kh, kw, -1, oh, ow).transpose(3, 0, 1, 2, 4, 5)
             _col2im(dx[i:i + step], dcols, stride, dilation)
     return (None if dx is None else _unpad(dx, pads)), dw.reshape(w.shape)
 
@@ -572,9 +623,10 @@ def _conv_back(cell, xs, g, saved, need_dx):
 @_BACKWARD.register('Fc')
 def _fc_back(cell, xs, g, saved, need_dx):
     x, g = np.concatenate([i.reshape(len(i), -1) for i in xs], axis=1), g.reshape(len(g), -1)
-    params = {'weights': g.T @ x} if cell.no_bias else {'weights': g.T @ x, 'bias': g.sum(axis=0)}
+    dw = _matmul(g.T, x)
+    params = {'weights': dw} if cell.no_bias else {'weights': dw, 'bias': g.sum(axis=0)}
     if not need_dx: return None, params
-    dx = np.split(g @ np.asarray(cell.weights, g.dtype), np.cumsum([i[0].size for i in xs])[:-1], axis=1)
+    dx = np.split(_matmul(g, np.asarray(cell.weights, g.dtype)), np.cumsum([i[0].size for i in xs])[:-1], axis=1)
     return [d.reshape(i.shape) for d, i in zip(dx, xs)], params
 
 # %% ../nbs/05_engine.ipynb #ddbb436a
