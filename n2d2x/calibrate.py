@@ -333,19 +333,16 @@ def _check_growth(name, h, value):
                                f"batch up to {h.max_val:g}): calibrate with bigger batches or -act-clipping-mode None")
 
 # %% ../nbs/08_calibrate.ipynb #171a19f2
-def _update(calib, outs, unsigned, nb_bins):
-    "Add one batch of outputs: range statistics first, then histograms grown to the new ranges."
-    for name, y in outs.items():
-        r = calib.ranges.setdefault(name, RangeStats()).update(y)
-        if not (math.isfinite(r.min) and math.isfinite(r.max)):
-            raise CalibrationError(f"cell [{name}] output non-finite values during calibration (range {r.min}, {r.max})")
+def _update(calib, name, y, unsigned, nb_bins):
+    "Add one batch of outputs `y` of cell `name`: its range statistics, then its histogram grown to the new range."
+    r = calib.ranges.setdefault(name, RangeStats()).update(y)
+    if not (math.isfinite(r.min) and math.isfinite(r.max)):
+        raise CalibrationError(f"cell [{name}] output non-finite values during calibration (range {r.min}, {r.max})")
     if not nb_bins: return
-    for name, y in outs.items():
-        r = calib.ranges[name]
-        if name not in calib.histograms: calib.histograms[name] = Histogram.create(max(r.max_abs, 0.1), unsigned[name], nb_bins)
-        h = calib.histograms[name]
-        _check_growth(name, h, r.max_abs)
-        h.enlarge(r.max_abs, symmetric=h.min_val < 0).add(y)
+    if name not in calib.histograms: calib.histograms[name] = Histogram.create(max(r.max_abs, 0.1), unsigned[name], nb_bins)
+    h = calib.histograms[name]
+    _check_growth(name, h, r.max_abs)
+    h.enlarge(r.max_abs, symmetric=h.min_val < 0).add(y)
 
 # %% ../nbs/08_calibrate.ipynb #378d286d
 def _stimuli(batch):
@@ -373,7 +370,7 @@ def calibrate(net: Network,             # the network to measure (fused, as it w
     with progress_bar(total, 'Calibration', enable=progress) as bar:
         for x in map(_stimuli, batches):
             unsigned = unsigned or _signs(net, x, env_unsigned, unsigned_data)
-            _update(calib, forward(cnet, x), unsigned, nb)
+            forward(cnet, x, each=lambda name, y: _update(calib, name, y, unsigned, nb))   # each output let go once read
             calib.nb_stimuli += len(x); bar.update(len(x))
     if not calib.nb_stimuli: raise CalibrationError("no calibration stimuli: the calibration set is empty")
     calib.thresholds = cell_thresholds(net, calib)

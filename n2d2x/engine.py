@@ -422,15 +422,18 @@ def _run(cell, inputs):
     return y
 
 # %% ../nbs/05_engine.ipynb #4be0bb60
-def forward(net, x, outputs=None):
+def forward(net, x, outputs=None,
+            each=None):  # a function (name, output) called on 'env' and each cell's output as it is made; outputs are then let go once read
     "Run `net` on stimuli x [N, C, H, W] (or [C, H, W]): {name: output} of 'env' and every cell, or of `outputs` only."
-    res, keep = {'env': _stimuli(net, x)}, None if outputs is None else list(outputs)
+    res, keep = {'env': _stimuli(net, x)}, None if outputs is None and each is None else list(outputs or [])
     if keep is not None:
         unknown = [k for k in keep if k != 'env' and k not in net.cells]
         if unknown: raise EngineError(f"network [{net.name}] has no cell {unknown}")
         last = {p: i for i, c in enumerate(net) for p in c.inputs}
+    if each: each('env', res['env'])
     for i, cell in enumerate(net):
         res[cell.name] = _run(cell, [res[p] for p in cell.inputs])
+        if each: each(cell.name, res[cell.name])
         if keep is not None:
             for p in set(cell.inputs):
                 if last[p] == i and p not in keep: del res[p]

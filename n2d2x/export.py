@@ -1232,7 +1232,8 @@ def _save_statistics(calib, export_dir, plots):
     d = save_calibration(calib, export_dir, plots=False)
     if plots is None: return d
     try:
-        plots.join()
+        try: plots.join()
+        except RuntimeError: draw_histograms(calib, export_dir); return d   # the child failed: drawn here (raising what fails)
         for png in (plots.folder / 'statistics' / 'calibration' / 'outputs_histogram').glob('*.png'):
             shutil.move(png, d / 'outputs_histogram' / png.name)
     finally: _discard(plots)

@@ -140,7 +140,7 @@ class Background:
     "`fn(*args)` run in a forked child process while this one goes on (at once without `fork`); `join()` waits, raising if it failed."
     def __init__(self, fn, *args):
         self.pid = None
-        if not hasattr(os, 'fork'): fn(*args); return
+        if not sys.platform.startswith('linux'): fn(*args); return   # macOS's system libraries may not survive a fork
         sys.stdout.flush(); sys.stderr.flush()
         self.pid = os.fork()
         if self.pid == 0:
