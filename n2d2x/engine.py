@@ -15,7 +15,7 @@ try: from threadpoolctl import ThreadpoolController   # optional: numpy's BLAS t
 except ImportError: ThreadpoolController = None
 
 # %% auto #0
-__all__ = ['KERNELS', 'EngineError', 'activate', 'conv2d', 'pool2d', 'softmax', 'onnx_resize_attrs', 'resize2d',
+__all__ = ['KERNELS', 'EngineError', 'activate', 'matmul', 'conv2d', 'pool2d', 'softmax', 'onnx_resize_attrs', 'resize2d',
            'conv_transpose2d', 'lrn', 'forward', 'predict', 'Tape', 'forward_train', 'activation_grad',
            'conv2d_backward', 'pool2d_backward', 'softmax_backward', 'resize2d_backward', 'conv_transpose2d_backward',
            'lrn_backward', 'backward']
@@ -114,7 +114,7 @@ def _blas():
     "A threadpoolctl controller of numpy's BLAS, or None without threadpoolctl."
     return None if ThreadpoolController is None else ThreadpoolController()
 
-def _matmul(a, b, out=None):
+def matmul(a, b, out=None):
     "a @ b (numpy's matmul), on one BLAS thread where one product (the last two axes) has under _THREADED_MACS multiply-adds."
     small = a.shape[-2] * a.shape[-1] * b.shape[-1] < _THREADED_MACS and _blas() is not None
     with _blas().limit(limits=1, user_api='blas') if small else contextlib.nullcontext():
@@ -138,11 +138,11 @@ def _conv_gemm(x, w, stride, dilation, groups, out_hw, bias=None):
         xs, ys = x[i:i + step], y[i:i + step]
         if per_image:   # one product per image and group, into NCHW
             cols = _im2col(xs, (kh, kw), stride, dilation, False, buf).reshape(-1, groups, k, oh * ow)
-            _matmul(wg, cols, out=ys.reshape(-1, groups, m // groups, oh * ow))
+            matmul(wg, cols, out=ys.reshape(-1, groups, m // groups, oh * ow))
             if bias is not None: ys += bias.reshape(m, 1, 1)
         else:   # one product per group over the chunk, then back to NCHW, adding the bias on the way
             cols = _im2col(xs, (kh, kw), stride, dilation).reshape(groups, k, -1)
-            prod = _matmul(wg, cols).reshape(m, -1, oh, ow).transpose(1, 0, 2, 3)
+            prod = matmul(wg, cols).reshape(m, -1, oh, ow).transpose(1, 0, 2, 3)
             if bias is None: ys[...] = prod
             else: np.add(prod, bias.reshape(m, 1, 1), out=ys)
     return y
@@ -209,7 +209,7 @@ def _conv(cell, inputs):
 @KERNELS.register('Fc')
 def _fc(cell, inputs):
     x = np.concatenate([i.reshape(len(i), -1) for i in inputs], axis=1)
-    y = _matmul(x, _param(cell, 'weights', (cell.nb_outputs, x.shape[1]), _float(x)).T)
+    y = matmul(x, _param(cell, 'weights', (cell.nb_outputs, x.shape[1]), _float(x)).T)
     if not cell.no_bias: y += _param(cell, 'bias', (cell.nb_outputs,), _float(x))
     return y.reshape(len(x), -1, 1, 1)
 
@@ -349,7 +349,7 @@ def conv_transpose2d(x,                      # input [N, C, H, W]
     step = max(1, _COLS_BYTES // max(1, x.itemsize * groups * mg * kh * kw * h * wd))
     for i in range(0, n, step):
         g = x[i:i + step].transpose(1, 0, 2, 3).reshape(groups, c // groups, -1)
-        _col2im(y[i:i + step], _matmul(wt, g).reshape(groups * mg, kh, kw, -1, h, wd).transpose(3, 0, 1, 2, 4, 5), stride, dilation)
+        _col2im(y[i:i + step], matmul(wt, g).reshape(groups * mg, kh, kw, -1, h, wd).transpose(3, 0, 1, 2, 4, 5), stride, dilation)
     y = _pad(y, tuple(-p for p in pads))   # crop the pads
     return y if bias is None else y + bias.reshape(1, -1, 1, 1).astype(y.dtype)
 
@@ -607,9 +607,9 @@ def conv2d_backward(x,                   # the convolution's input [N, C, H, W]
     step = max(1, _COLS_BYTES // max(1, x.itemsize * x.shape[1] * kh * kw * oh * ow))
     for i in range(0, n, step):
         g = dy[i:i + step].transpose(1, 0, 2, 3).reshape(groups, m // groups, -1)
-        dw += _matmul(g, _im2col(x[i:i + step], (kh, kw), stride, dilation).reshape(groups, k, -1).transpose(0, 2, 1))
+        dw += matmul(g, _im2col(x[i:i + step], (kh, kw), stride, dilation).reshape(groups, k, -1).transpose(0, 2, 1))
         if need_dx:
-            dcols = _matmul(wt, g).reshape(groups * cg, kh, kw, -1, oh, ow).transpose(3, 0, 1, 2, 4, 5)
+            dcols = matmul(wt, g).reshape(groups * cg, kh, kw, -1, oh, ow).transpose(3, 0, 1, 2, 4, 5)
             _col2im(dx[i:i + step], dcols, stride, dilation)
     return (None if dx is None else _unpad(dx, pads)), dw.reshape(w.shape)
 
@@ -626,10 +626,10 @@ def _conv_back(cell, xs, g, saved, need_dx):
 @_BACKWARD.register('Fc')
 def _fc_back(cell, xs, g, saved, need_dx):
     x, g = np.concatenate([i.reshape(len(i), -1) for i in xs], axis=1), g.reshape(len(g), -1)
-    dw = _matmul(g.T, x)
+    dw = matmul(g.T, x)
     params = {'weights': dw} if cell.no_bias else {'weights': dw, 'bias': g.sum(axis=0)}
     if not need_dx: return None, params
-    dx = np.split(_matmul(g, np.asarray(cell.weights, g.dtype)), np.cumsum([i[0].size for i in xs])[:-1], axis=1)
+    dx = np.split(matmul(g, np.asarray(cell.weights, g.dtype)), np.cumsum([i[0].size for i in xs])[:-1], axis=1)
     return [d.reshape(i.shape) for d, i in zip(dx, xs)], params
 
 # %% ../nbs/05_engine.ipynb #ddbb436a

@@ -10,7 +10,7 @@ import numpy as np
 from fastcore.basics import patch
 from .helpers import Registry, concat_channels, round_int, unique_name
 from .network import Network, Activation, ActivationCell, ElemWise, value_ranges
-from .engine import KERNELS, activate, conv2d, conv_transpose2d, pool2d, softmax
+from .engine import KERNELS, activate, conv2d, conv_transpose2d, matmul, pool2d, softmax
 from .calibrate import Calibration, input_range
 
 # %% auto #0
@@ -600,7 +600,7 @@ def _int_deconv(qc, xs):
 def _int_fc(qc, xs):
     x = np.concatenate([i.reshape(len(i), -1) for i in xs], axis=1)
     dt = _exact(qc, x, qc.weights, qc.bias)
-    acc = np.rint(x.astype(dt) @ qc.weights.T.astype(dt)).astype(np.int64)
+    acc = np.rint(matmul(x.astype(dt), qc.weights.T.astype(dt))).astype(np.int64)
     return _plus(acc.reshape(len(x), -1, 1, 1), qc.bias)
 
 # %% ../nbs/09_quantize.ipynb #81a7db22
