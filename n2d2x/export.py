@@ -159,6 +159,9 @@ def _linear(g, a, x, y): return x   # the identity: `_emit` lets the operation w
 
 @_ACTIVATIONS.register('Rectifier')
 def _rectifier(g, a, x, y):
+    if a.channel_clipping is not None:   # a bound per channel (equalized through its clip): Min with a [C, 1, 1] constant
+        z = g.node('LeakyRelu', [x], f'{y}_act_leaky', alpha=float(a.leak_slope)) if a.leak_slope != 0 else g.node('Relu', [x], f'{y}_act_relu')
+        return g.node('Min', [z, g.const(f'{y}_act_max', np.reshape(a.channel_clipping, (-1, 1, 1)))], y)
     if a.clipping > 0 and a.leak_slope == 0: return _clip(g, x, y, 0.0, a.clipping)
     z = y if a.clipping <= 0 else f'{y}_act_leaky'
     z = g.node('LeakyRelu', [x], z, alpha=float(a.leak_slope)) if a.leak_slope != 0 else g.node('Relu', [x], z)
@@ -704,6 +707,16 @@ def _emit_int(g, qc):
         raise ExportError(f"cell [{qc.name}]: accumulators up to {qc.acc_bound:.3g} do not fit int32 (ConvInteger's and MatMulInteger's)")
     p = None if qc.scaling is None else _plan(g, qc)
     g.tensors[qc.name] = emit(g, qc, [g.tensors[i] for i in qc.inputs], p)
+    if qc.channel_clip is not None: g.tensors[qc.name] = _channel_min(g, qc, g.num(g.qnet.dtype(qc.name)))
+
+def _channel_min(g, qc, dt, zero_point=0):
+    "A Min of tensor <cell> with its bounds per channel (`qc.channel_clip`, in type dt), which then writes <cell>: its writer writes <cell>_bounded."
+    n, last = qc.name, g.nodes[-1]
+    assert list(last.output) == [n], f"cell [{n}]: its last node writes {list(last.output)}"
+    last.output[0] = g._claim(f'{n}_bounded')
+    g.names.discard(n)
+    bounds = g.const(f'{n}_channel_clip', (qc.channel_clip + zero_point).reshape(-1, 1, 1), dt)
+    return g.node('Min', [last.output[0], bounds], n, name=f'{n}_channel_clip', opset=None if g.fake else 12)
 
 def _qdims(qnet, name):
     "Dims (C, H, W) of tensor `name` of `qnet` (a Rescale cell, which the float network does not have, has its input's)."
@@ -1480,6 +1493,7 @@ def _emit_qdq(g, qc):
     if qc.acc_bound is not None and qc.acc_bound >= 2 ** 31:
         raise ExportError(f"cell [{qc.name}]: accumulators up to {qc.acc_bound:.3g} do not fit int32 (QLinearConv's)")
     g.tensors[qc.name] = emit(g, qc, [g.tensors[i] for i in qc.inputs])
+    if qc.channel_clip is not None: g.tensors[qc.name] = _channel_min(g, qc, _qdq_type(g.qnet, qc.name), g.qnet.zero_point(qc.name))
 
 # %% ../nbs/11_export.ipynb #0401ef0a
 def to_onnx_qdq(qnet: QNetwork,   # the integer network in QDQ form (n2d2x.quantize.to_qdq), which simulate runs exactly
