@@ -868,6 +868,7 @@ class ExportOptions:
     db_export: int = 0                        # test stimuli written with the outputs expected of them (-1: all)
     fuse: bool = True                         # remove Dropout, fuse BatchNorm and Padding first (N2D2 always does)
     cle: bool = True                          # cross-layer equalization before the weight clipping
+    relu_clipping: str = 'per-channel'        # equalization after a clipped Rectifier (ReLU6): per-channel, skip, remove (n2d2x.fuse.equalize)
     qat: bool | None = None                   # QWeight/QAct quantizers: None or True export their trained levels, False quantizes by PTQ
     wt_round_mode: str = 'NONE'               # QAT export: rounding of the weights, NONE (the trained levels) or RINTF (N2D2's)
     b_round_mode: str = 'NONE'                # QAT export: rounding of the biases (accepted: they are integers of the accumulator)
@@ -1176,7 +1177,7 @@ def _quantized(net, sp, target, opts):
     "(float network after clipping, QNetwork, R, calibration report) for the integer export of the fused `net`."
     if sp is None: raise ExportError(f"integer export (-nbbits {opts.nbbits}) needs the stimuli: to measure their range and to calibrate")
     net = split_activations(net)
-    net = equalize(net) if opts.cle else net
+    net = equalize(net, relu_clipping=opts.relu_clipping) if opts.cle else net
     net, partition = clip_weights(net, opts.nbbits, opts.wt_clipping_mode), _calibration_set(sp)
     lo, hi = _stimuli_range(sp, partition)
     r = _divisor(net, max(abs(lo), abs(hi)) or 1.0)

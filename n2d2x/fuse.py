@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_fuse.ipynb #e5fa6941
 from __future__ import annotations
-import warnings
+import dataclasses, warnings
 import numpy as np
 import math
 from .network import Network, Conv, Filler, value_ranges
@@ -232,9 +232,9 @@ def _scale_inputs(c, s, dims):
 
 # %% ../nbs/07_fuse.ipynb #05412cd0
 def _scale_clip(a, s):
-    "Move the clip of Rectifier `a` with the factors s of its channels: one bound per channel, c_o s_o (`clipping`: their max)."
+    "Rectifier `a` with its clip moved by the factors s of its channels: one bound per channel, c_o s_o (`clipping`: their max)."
     c = np.float64(a.channel_clipping if a.channel_clipping is not None else [a.clipping] * len(s)) * s
-    a.channel_clipping, a.clipping = tuple(float(v) for v in c), float(c.max())
+    return dataclasses.replace(a, channel_clipping=tuple(float(v) for v in c), clipping=float(c.max()))
 
 def _equalize_pair(net, name, l2):
     "Equalize the output channels of `name` with the input channels of `l2`, in place; max |r1 - r2| before."
@@ -244,7 +244,7 @@ def _equalize_pair(net, name, l2):
     b1 = np.zeros_like(r1) if c1.bias is None or c1.no_bias else np.abs(c1.bias.astype(np.float64))
     s1, s2 = _factors(r1, r2, b1)
     _scale_outputs(c1, s1); _scale_inputs(c2, s2, dims)
-    if c1.activation is not None and c1.activation.clipping > 0: _scale_clip(c1.activation, s1)   # relu_clipping='per-channel'
+    if c1.activation is not None and c1.activation.clipping > 0: c1.activation = _scale_clip(c1.activation, s1)   # 'per-channel'
     return float(np.abs(r1 - r2)[(r1 > 0) | (b1 == 0)].max(initial=0.0))
 
 # %% ../nbs/07_fuse.ipynb #c4f867ad
