@@ -2,7 +2,10 @@
 
 Provenance of the shipped model: this script, run from the repository root with PyTorch 2.13 (CPU) as
 
-    python tools/train_mobilenet_relu6.py            # seed 0, 3 epochs, about 2 minutes on 2 cores
+    python tools/train_mobilenet_relu6.py            # seed 0, 3 epochs, about 2 minutes on 2 idle cores
+
+(PyTorch's onnx exporter needs the onnx package in that environment.) Run twice, it writes the same file byte for
+byte (checked on 2026-12-07); the shipped model scores 89.48 % on the 10,000 test images, before and after folding.
 
 A depthwise-separable MobileNet (arXiv 1704.04861) shaped like n2d2x/models/MobileNet_Fashion.ini: 28x28 input,
 a 3x3 stride-2 convolution, four depthwise (3x3) + pointwise (1x1) blocks, global average pooling, Fc; every
