@@ -59,6 +59,7 @@ NOT_ON_CLI = {   # the ExportOptions fields that no flag sets, and why
     'qdq': 'read from the -export-parameters file (QDQ=1), as the castings',
     'plots': 'read from the -export-parameters file (Plots=0 for batch use)',
     'fuse': 'N2D2 always fuses before exporting',
+    'relu_clipping': "N2D2 has no such flag (it removes the clips): export_onnx(..., relu_clipping='skip') from Python",
     'opset': 'N2D2 has no such flag: the export writes the lowest opset that the graph needs',
     'progress': 'the command line shows the bars where standard error is a terminal (N2D2X_PROGRESS=1 forces them)',
     'verify': '-test sets it (with -nb-test): an integer export is verified on the Test stimuli before it is written'}

@@ -44,7 +44,8 @@ def _linear(a, x): return x
 @_ACTIVATIONS.register('Rectifier')
 def _rectifier(a, x, out=None):
     y = np.maximum(x, 0, out=out) if a.leak_slope == 0 else np.where(x > 0, x, np.float32(a.leak_slope) * x)
-    return np.minimum(y, np.float32(a.clipping), out=out) if a.clipping > 0 else y
+    c = a.clip_bound(y.ndim)   # Clipping, or one bound per channel
+    return y if c is None else np.minimum(y, c, out=out)
 
 @_ACTIVATIONS.register('Logistic', 'LogisticWithLoss')
 def _logistic(a, x): return np.exp(-np.logaddexp(0, -x))
@@ -545,7 +546,8 @@ def _pass_grad(a, y, g): return g
 @_ACTIVATION_GRADS.register('Rectifier')
 def _rectifier_grad(a, y, g):
     d = np.where(y > 0, g, np.float32(a.leak_slope) * g)
-    return np.where(y >= np.float32(a.clipping), 0, d) if a.clipping > 0 else d
+    c = a.clip_bound(y.ndim)
+    return d if c is None else np.where(y >= c, 0, d)
 
 @_ACTIVATION_GRADS.register('Logistic')
 def _logistic_grad(a, y, g): return g * y * (1 - y)

@@ -119,12 +119,13 @@ class PTQConfig:
     act_rescale_per_output: bool = False        # weights quantized per output channel
     wt_clipping_mode: str = 'None'              # None, MSE, KL-Divergence
     cle: bool = True                            # cross-layer equalization first
+    relu_clipping: str = 'per-channel'          # equalization after a clipped Rectifier: per-channel, skip, remove (n2d2x.fuse.equalize)
 
 # %% ../nbs/14_explore.ipynb #c4954f4d
 def prepare(net: Network, cfg=PTQConfig()):
     "The float network that `ptq` quantizes: `net` (fused) with split activations, equalized and weight-clipped as `cfg` says."
     net = split_activations(net)
-    return clip_weights(equalize(net) if cfg.cle else net, cfg.nbbits, cfg.wt_clipping_mode)
+    return clip_weights(equalize(net, relu_clipping=cfg.relu_clipping) if cfg.cle else net, cfg.nbbits, cfg.wt_clipping_mode)
 
 def calibration(net: Network, x_cal, cfg=PTQConfig(), calib=None):
     "The calibration of `net` for `cfg`: measured on stimuli `x_cal` (or `calib`'s histograms), thresholds by cfg's clipping mode."

@@ -178,6 +178,9 @@ def _linear(g, a, x, y): return x   # the identity: `_emit` lets the operation w
 
 @_ACTIVATIONS.register('Rectifier')
 def _rectifier(g, a, x, y):
+    if a.channel_clipping is not None:   # a bound per channel (equalized through its clip): Min with a [C, 1, 1] constant
+        z = g.node('LeakyRelu', [x], f'{y}_act_leaky', alpha=float(a.leak_slope)) if a.leak_slope != 0 else g.node('Relu', [x], f'{y}_act_relu')
+        return g.node('Min', [z, g.const(f'{y}_act_max', np.reshape(a.channel_clipping, (-1, 1, 1)))], y)
     if a.clipping > 0 and a.leak_slope == 0: return _clip(g, x, y, 0.0, a.clipping)
     z = y if a.clipping <= 0 else f'{y}_act_leaky'
     z = g.node('LeakyRelu', [x], z, alpha=float(a.leak_slope)) if a.leak_slope != 0 else g.node('Relu', [x], z)
@@ -723,6 +726,16 @@ def _emit_int(g, qc):
         raise ExportError(f"cell [{qc.name}]: accumulators up to {qc.acc_bound:.3g} do not fit int32 (ConvInteger's and MatMulInteger's)")
     p = None if qc.scaling is None else _plan(g, qc)
     g.tensors[qc.name] = emit(g, qc, [g.tensors[i] for i in qc.inputs], p)
+    if qc.channel_clip is not None: g.tensors[qc.name] = _channel_min(g, qc, g.num(g.qnet.dtype(qc.name)))
+
+def _channel_min(g, qc, dt, zero_point=0):
+    "A Min of tensor <cell> with its bounds per channel (`qc.channel_clip`, in type dt), which then writes <cell>: its writer writes <cell>_bounded."
+    n, last = qc.name, g.nodes[-1]
+    assert list(last.output) == [n], f"cell [{n}]: its last node writes {list(last.output)}"
+    last.output[0] = g._claim(f'{n}_bounded')
+    g.names.discard(n)
+    bounds = g.const(f'{n}_channel_clip', (qc.channel_clip + zero_point).reshape(-1, 1, 1), dt)
+    return g.node('Min', [last.output[0], bounds], n, name=f'{n}_channel_clip', opset=None if g.fake else 12)
 
 def _qdims(qnet, name):
     "Dims (C, H, W) of tensor `name` of `qnet` (a Rescale cell, which the float network does not have, has its input's)."
@@ -871,6 +884,7 @@ class ExportOptions:
     verify: int | None = None                 # Test stimuli an integer export is verified on before it is written (-1: all; None: db_export's)
     fuse: bool = True                         # remove Dropout, fuse BatchNorm and Padding first (N2D2 always does)
     cle: bool = True                          # cross-layer equalization before the weight clipping
+    relu_clipping: str = 'per-channel'        # equalization after a clipped Rectifier (ReLU6): per-channel, skip, remove (n2d2x.fuse.equalize)
     qat: bool | None = None                   # QWeight/QAct quantizers: None or True export their trained levels, False quantizes by PTQ
     wt_round_mode: str = 'NONE'               # QAT export: rounding of the weights, NONE (the trained levels) or RINTF (N2D2's)
     b_round_mode: str = 'NONE'                # QAT export: rounding of the biases (accepted: they are integers of the accumulator)
@@ -1185,7 +1199,7 @@ def _quantized(net, sp, target, opts):
     "(float network after clipping, QNetwork, R, calibration report) for the integer export of the fused `net`."
     if sp is None: raise ExportError(f"integer export (-nbbits {opts.nbbits}) needs the stimuli: to measure their range and to calibrate")
     net = split_activations(net)
-    net = equalize(net) if opts.cle else net
+    net = equalize(net, relu_clipping=opts.relu_clipping) if opts.cle else net
     net, partition = clip_weights(net, opts.nbbits, opts.wt_clipping_mode), _calibration_set(sp)
     lo, hi = _stimuli_range(sp, partition)
     r = _divisor(net, max(abs(lo), abs(hi)) or 1.0)
@@ -1543,6 +1557,7 @@ def _emit_qdq(g, qc):
     if qc.acc_bound is not None and qc.acc_bound >= 2 ** 31:
         raise ExportError(f"cell [{qc.name}]: accumulators up to {qc.acc_bound:.3g} do not fit int32 (QLinearConv's)")
     g.tensors[qc.name] = emit(g, qc, [g.tensors[i] for i in qc.inputs])
+    if qc.channel_clip is not None: g.tensors[qc.name] = _channel_min(g, qc, _qdq_type(g.qnet, qc.name), g.qnet.zero_point(qc.name))
 
 # %% ../nbs/11_export.ipynb #0401ef0a
 def to_onnx_qdq(qnet: QNetwork,   # the integer network in QDQ form (n2d2x.quantize.to_qdq), which simulate runs exactly

@@ -4,15 +4,16 @@
 
 # %% ../nbs/07_fuse.ipynb #e5fa6941
 from __future__ import annotations
-import warnings
+import dataclasses, warnings
 import numpy as np
 import math
 from .network import Network, Conv, Filler, value_ranges
 from .helpers import unique_name
 
 # %% auto #0
-__all__ = ['FuseWarning', 'dropout_removable', 'remove_dropout', 'batchnorm_fusable', 'fuse_batchnorm', 'padding_fusable',
-           'fuse_padding', 'fuse', 'equalizable', 'output_ranges', 'input_ranges', 'equalization_pairs', 'equalize']
+__all__ = ['RELU_CLIPPINGS', 'FuseWarning', 'dropout_removable', 'remove_dropout', 'batchnorm_fusable', 'fuse_batchnorm',
+           'padding_fusable', 'fuse_padding', 'fuse', 'equalizable', 'output_ranges', 'input_ranges',
+           'equalization_pairs', 'equalize']
 
 # %% ../nbs/07_fuse.ipynb #7fa8c39a
 class FuseWarning(UserWarning):
@@ -231,6 +232,11 @@ def _scale_inputs(c, s, dims):
     c.weights = (v * s.reshape(len(v), 1, -1, 1)).reshape(c.weights.shape).astype(np.float32)
 
 # %% ../nbs/07_fuse.ipynb #05412cd0
+def _scale_clip(a, s):
+    "Rectifier `a` with its clip moved by the factors s of its channels: one bound per channel, c_o s_o (`clipping`: their max)."
+    c = np.float64(a.channel_clipping if a.channel_clipping is not None else [a.clipping] * len(s)) * s
+    return dataclasses.replace(a, channel_clipping=tuple(float(v) for v in c), clipping=float(c.max()))
+
 def _equalize_pair(net, name, l2):
     "Equalize the output channels of `name` with the input channels of `l2`, in place; max |r1 - r2| before."
     c1, c2 = net[name], net[l2]
@@ -239,19 +245,22 @@ def _equalize_pair(net, name, l2):
     b1 = np.zeros_like(r1) if c1.bias is None or c1.no_bias else np.abs(c1.bias.astype(np.float64))
     s1, s2 = _factors(r1, r2, b1)
     _scale_outputs(c1, s1); _scale_inputs(c2, s2, dims)
+    if c1.activation is not None and c1.activation.clipping > 0: c1.activation = _scale_clip(c1.activation, s1)   # 'per-channel'
     return float(np.abs(r1 - r2)[(r1 > 0) | (b1 == 0)].max(initial=0.0))
 
 # %% ../nbs/07_fuse.ipynb #c4f867ad
+RELU_CLIPPINGS = ('per-channel', 'skip', 'remove')   # what `equalize` does with a clipped Rectifier on L1
+
 def equalization_pairs(net, relu_clipping):
     "The (L1, L2) pairs to equalize, in network order; warns about pairs refused for their activation."
     pairs = []
     for c in [c for c in net if c.type in ('Conv', 'Fc') and not isinstance(_chain(net, c.name), str)]:
         l2, why = _chain(net, c.name)[1], equalizable(net, c.name, relu_clipping)
         if why: warnings.warn(f"pair [{c.name}] -> [{l2}] not equalized: {why}", FuseWarning, stacklevel=3); continue
-        if c.activation is not None and c.activation.type == 'Rectifier' and c.activation.clipping > 0:
+        if relu_clipping == 'remove' and c.activation is not None and c.activation.type == 'Rectifier' and c.activation.clipping > 0:
             warnings.warn(f"[{c.name}]: Clipping={c.activation.clipping:g} removed (N2D2's removeReLUClipping): "
                           "the network changes", FuseWarning, stacklevel=3)
-            c.activation.clipping = 0.0
+            c.activation.clipping, c.activation.channel_clipping = 0.0, None
         pairs.append((c.name, l2))
     return pairs
 
@@ -259,10 +268,10 @@ def equalization_pairs(net, relu_clipping):
 def equalize(net: Network,                # a fused network (`fuse`): BatchNorm and Dropout gone
              max_range_delta: float = 1.0,  # stop when a pass sees no |r1 - r2| above this (N2D2's maxQuantRangeDelta)
              max_iterations: int = 100,   # and after this many passes at most
-             relu_clipping: str = 'skip'  # 'skip' pairs after a clipped Rectifier (exact), or 'remove' the clip (N2D2)
+             relu_clipping: str = 'per-channel'  # a clipped Rectifier: move its clip 'per-channel' (exact), 'skip' the pair (exact), or 'remove' the clip (N2D2)
             ) -> Network:
     "A copy of `net` with cross-layer weight equalization (N2D2's crossLayerEqualization, which `-no-cle` disables)."
-    if relu_clipping not in ('skip', 'remove'): raise ValueError(f"relu_clipping='{relu_clipping}': expected 'skip' or 'remove'")
+    if relu_clipping not in RELU_CLIPPINGS: raise ValueError(f"relu_clipping='{relu_clipping}': expected one of {', '.join(RELU_CLIPPINGS)}")
     net = net.copy()
     pairs = equalization_pairs(net, relu_clipping)
     for _ in range(max_iterations):

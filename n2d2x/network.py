@@ -27,6 +27,7 @@ class Activation:
     type: str = 'Linear'
     leak_slope: float = 0.0  # Rectifier: slope for x < 0
     clipping: float = 0.0    # Rectifier: upper bound when > 0
+    channel_clipping: tuple | None = None  # Rectifier: an upper bound per output channel (equalization through a clip); `clipping` is their max
     threshold: float = 1.0   # Saturation: output clipped to [-threshold, threshold]
     alpha: float = 1.0       # Tanh: tanh(alpha * x)
     slope: float = 1 / 6     # HardSigmoid, HardSwish: clip(slope * x + offset, 0, 1) (times x for HardSwish)
@@ -90,6 +91,13 @@ def homogeneous(self: Activation) -> bool: return self.kind.homogeneous(self)
 
 @patch(as_prop=True)
 def integer_form(self: Activation): return self.kind.integer_form(self)
+
+# %% ../nbs/01_network.ipynb #0c68cf34
+@patch
+def clip_bound(self: Activation, ndim=4):
+    "The Rectifier's upper bound, float32, broadcasting over outputs of `ndim` dims [N, C, ...]: one per channel, or one; None without."
+    if self.channel_clipping is not None: return np.float32(self.channel_clipping).reshape((1, -1) + (1,) * (ndim - 2))
+    return np.float32(self.clipping) if self.clipping > 0 else None
 
 # %% ../nbs/01_network.ipynb #014b365e
 @dataclass

@@ -376,6 +376,9 @@ def _relu_clip(c, step, lo, hi):
     "A ReLU clips the grid at 0 and at its Clipping, in steps; a leak has no integer form."
     a = c.activation
     if a.leak_slope != 0: raise QATError(f"cell [{c.name}]: a Rectifier activation with a leak has no integer form")
+    if a.channel_clipping is not None:
+        raise QATError(f"cell [{c.name}]: a Rectifier clipped per channel (equalized through its clip) is not a QAT activation: "
+                       "equalize with relu_clipping='skip' before training")
     return max(lo, 0), (min(hi, int(round_int(a.clipping / step))) if a.clipping > 0 else hi)
 
 _QAT_ACTIVATIONS.refuse('Logistic', 'LogisticWithLoss', 'Saturation', 'Softplus', 'Tanh', 'HardSigmoid', 'HardSwish',

@@ -174,6 +174,7 @@ class QCell:
     scale: np.ndarray | None = None    # float64 [C]: the exact rescaling factor s_o
     scaling: Scaling | None = None     # its integer approximation (None: no rescaling)
     clip: tuple | None = None          # (lo, hi) after the rescaling (None: no clip needed)
+    channel_clip: np.ndarray | None = None  # int64 [C]: an upper bound per channel after the clip (a Rectifier equalized through its clip)
     acc_bound: int | None = None       # static bound on |accumulator| (what the rescaling multiplies)
     threshold: float | None = None     # T = step * Q_out as used (after a folded alignment: the common, coarser one)
     table: 'Lookup | None' = None      # Activation cells: the activation as a table of the input integers, after the clip
@@ -390,7 +391,16 @@ def _range_clip(ctx, c, qc):
     "The activation's range in output units (every rescaling is monotone and maps 0 to 0: exact)."
     lo, hi = int_range(qc.out_unsigned, ctx.nbbits)
     a_lo, a_hi = (-math.inf, math.inf) if c.activation is None else c.activation.range()
-    return max(lo, _units(a_lo, qc.step)), min(hi, _units(a_hi, qc.step))
+    clip = max(lo, _units(a_lo, qc.step)), min(hi, _units(a_hi, qc.step))
+    qc.channel_clip = _channel_clip(c, qc, clip)
+    return clip
+
+def _channel_clip(c, qc, clip):
+    "The bounds per channel in output units of a Rectifier clipped per channel, or None where `clip` is as tight for every channel."
+    a = c.activation
+    if a is None or a.channel_clipping is None: return None
+    hi = np.maximum(np.minimum([_units(v, qc.step) for v in a.channel_clipping], clip[1]), clip[0]).astype(np.int64)
+    return hi if (hi < clip[1]).any() else None
 
 @_CLIPS.register('hard-swish')
 def _hard_swish_clip(ctx, c, qc):
@@ -641,6 +651,7 @@ def requantize(qc, acc):
     "The end of every integer cell: the rescaling, the clip and the table of its accumulator."
     y = acc if qc.scaling is None else qc.scaling(acc)
     y = y if qc.clip is None else np.clip(y, *qc.clip)
+    y = y if qc.channel_clip is None else np.minimum(y, qc.channel_clip.reshape((1, -1) + (1,) * (y.ndim - 2)))
     return y if qc.table is None else qc.table(y)
 
 def _stimuli(qnet, x):

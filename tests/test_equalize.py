@@ -9,8 +9,9 @@ import pytest
 from n2d2x.calibrate import calibrate
 from n2d2x.data import MNIST_IDX_Database, StimuliProvider, bundled_mnist_path
 from n2d2x.engine import forward, predict
-from n2d2x.fuse import equalization_pairs, equalize, fuse, input_ranges, output_ranges
+from n2d2x.fuse import FuseWarning, equalization_pairs, equalize, fuse, input_ranges, output_ranges
 from n2d2x.network import Network, model_path
+from n2d2x.onnx_import import network_from_onnx
 from n2d2x.quantize import predict_int, quantize
 from n2d2x.weights import fill, load_weights
 
@@ -78,3 +79,24 @@ def test_trained_mobilenet_quantizes_after_equalization(trained):
     q = quantize(eq, calibrate(eq, [x[:100], x[100:200]], nbbits=8), 8)
     agree = (predict_int(q, x[200:])['softmax'].argmax(1) == predict(eq, x[200:])['softmax'].argmax(1)).mean()
     assert agree >= 0.97, agree
+
+
+@pytest.fixture(scope='module')
+def relu6():
+    "The ReLU6 MobileNet of tools/train_mobilenet_relu6.py (BatchNorms folded by PyTorch), on 300 bundled MNIST images."
+    net = fuse(network_from_onnx(model_path('MobileNetReLU6_Fashion.onnx')))
+    sp = StimuliProvider.from_ini(model_path('MobileNet_Fashion.ini'), database=MNIST_IDX_Database(bundled_mnist_path()))
+    return net, np.concatenate([x for x, _ in sp.batches('Test', limit=300)])
+
+
+def test_relu6_equalized_through_its_clips(relu6):
+    "Every pair after a ReLU6 is equalized by moving the clip per channel: the same function, and the depthwise ranges close."
+    net, x = relu6
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')   # no pair refused
+        eq = equalize(net)
+    assert len(equalization_pairs(net.copy(), 'per-channel')) == 9
+    with pytest.warns(FuseWarning): assert equalization_pairs(net.copy(), 'skip') == []
+    assert_same_function(net, eq, x, ['fc'])
+    assert all(eq[c.name].activation.channel_clipping is not None for c in net if c.type == 'Conv')
+    assert spread(output_ranges(net['conv2_dw'])) > 100 > 10 > spread(output_ranges(eq['conv2_dw']))

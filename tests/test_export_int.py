@@ -12,11 +12,12 @@ import pytest
 from n2d2x.calibrate import calibrate
 from n2d2x.data import ArrayDatabase, StimuliProvider
 from n2d2x.export import (CASTINGS, ExportError, export_onnx, format_verification, layer_report, model_runner, to_onnx_int,
-                          verify_export, with_outputs)
-from n2d2x.fuse import fuse
+                          to_onnx_qdq, verify_export, with_outputs)
+from n2d2x.fuse import equalize, fuse
 from n2d2x.network import (Activation, ActivationCell, Conv, Dropout, ElemWise, Fc, Network, Padding, Pool, Reshape, Resize,
                            Softmax, Target, model_path)
-from n2d2x.quantize import RESCALING_MODES, quantize, quantize_input, simulate
+from n2d2x.onnx_import import network_from_onnx
+from n2d2x.quantize import RESCALING_MODES, quantize, quantize_input, simulate, to_qdq
 from n2d2x.weights import fill, load_weights
 
 BITS = (8, 4, 2)
@@ -349,3 +350,30 @@ def test_lean_from_the_export_parameters_file(tmp_path, n2d2x):
     assert weights[conv.input[1]].data_type == onnx.TensorProto.UINT8
     assert {p.key: p.value for p in model.metadata_props}.get('n2d2x.lean') == '1'
     assert 'n2d2x.weight_bits' in {p.key for p in model.metadata_props}
+
+
+# --- a Rectifier clipped per channel: the ReLU6 MobileNet equalized through its clips ---
+
+@functools.lru_cache(None)
+def relu6_mobilenet():
+    "The ReLU6 MobileNet (tools/train_mobilenet_relu6.py) equalized through its clips, and 64 bundled MNIST images."
+    net = equalize(fuse(network_from_onnx(model_path('MobileNetReLU6_Fashion.onnx'))))
+    x = np.concatenate([x for x, _ in lenet_sp().batches('Test', limit=64)])[:, :, 2:30, 2:30]   # LeNet's 32x32 MNIST, cropped
+    return net, x
+
+
+@pytest.mark.parametrize('mode', ['Single-shift', 'Fixed-point16', 'Floating-point'])
+def test_channel_clip_every_casting(mode):
+    "Every cell of every casting (seed's and lean graphs, QDQ) computes the simulation, per-channel bounds (a Min) included."
+    net, x = relu6_mobilenet()
+    q = quantize(net, calibrate(net, [x[:32], x[32:]]), act_rescaling_mode=mode)
+    assert sum(qc.channel_clip is not None for qc in q) >= 8
+    xi = quantize_input(q, x)
+    for casting in CASTINGS:
+        model = check(q, casting, xi)
+        assert sum(n.op_type == 'Min' for n in model.graph.node) == sum(qc.channel_clip is not None for qc in q)
+    for casting in LEAN: check(q, casting, xi, lean=True)
+    qq = to_qdq(q)
+    names = [qc.name for qc in qq if qc.type != 'Softmax']
+    sim, got = simulate(qq, xi), model_runner(with_outputs(to_onnx_qdq(qq), names), 'qdq')(xi)
+    assert all((got[n] == sim[n]).all() for n in names)
