@@ -175,6 +175,9 @@ def test_netron_opens_example_models(site, server, browser, model):
     page.on('request', lambda r: not r.url.startswith(server) and not r.url.startswith(('data:', 'blob:')) and outside.append(r.url))
     page.goto(server + f'netron/index.html?url=models/{model}.onnx', wait_until='load')
     page.wait_for_selector('svg .node', timeout=30_000)
+    for _ in range(100):   # netron names the page after the model once the graph is drawn: on a busy machine, a moment later
+        if page.title() == f'{model}.onnx': break
+        page.wait_for_timeout(100)
     nodes, title = page.locator('svg .node').count(), page.title()
     has_op = page.get_by_text(_MODELS[model], exact=True).count()
     page.close()
