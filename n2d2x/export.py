@@ -1315,10 +1315,10 @@ def _check_finite(net, sp):
                               f"compute non-finite values (weights or biases too large for float32?); nothing was written")
 
 # %% ../nbs/11_export.ipynb #9813a7ff
-def _save_checked(holder, path, check=True):
+def _save_checked(holder, path):
     "Write the model that `holder` ([model]) holds to `path`, let it go, then check the file (full check, shape inference)."
     onnx.save_model(holder.pop(), path)
-    if check: onnx.checker.check_model(str(path), full_check=True)
+    onnx.checker.check_model(str(path), full_check=True)
 
 # %% ../nbs/11_export.ipynb #f77f76a1
 def _float_export(net, sp, target, casting, opts):

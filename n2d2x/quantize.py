@@ -582,7 +582,7 @@ def quantize(net: Network,                      # the fused float network (n2d2x
 # %% ../nbs/09_quantize.ipynb #c2a73fe6
 INT_KERNELS = Registry('integer simulation', QuantizeError, kind='qcell')   # QCell type -> kernel(qc, input integers) -> accumulator
 
-def _exact(qc, x, w, b):
+def _gemm_dtype(qc, x, w, b):
     "The float dtype in which the GEMM of integers x, w is exact: float32 below 2^24 (twice as fast), else float64 (checked below 2^53)."
     bound = float(np.abs(x).max(initial=0)) * float(np.abs(w).reshape(len(w), -1).sum(1).max(initial=0))
     if bound + (0.0 if b is None else float(np.abs(b).max(initial=0))) >= 2.0 ** 53:
@@ -594,14 +594,14 @@ def _plus(acc, b): return acc if b is None else acc + b.reshape(1, -1, 1, 1)
 @INT_KERNELS.register('Conv')
 def _int_conv(qc, xs):
     x, c = concat_channels(xs), qc.cell
-    dt = _exact(qc, x, qc.weights, qc.bias)
+    dt = _gemm_dtype(qc, x, qc.weights, qc.bias)
     acc = conv2d(x.astype(dt), qc.weights.astype(dt), None, c.stride, c.dilation, c.pads, c.groups)
     return _plus(np.rint(acc).astype(np.int64), qc.bias)
 
 @INT_KERNELS.register('Deconv')
 def _int_deconv(qc, xs):
     x, c = concat_channels(xs), qc.cell
-    dt = _exact(qc, x, output_first(qc.weights, c.groups), qc.bias)
+    dt = _gemm_dtype(qc, x, output_first(qc.weights, c.groups), qc.bias)
     acc = conv_transpose2d(x.astype(dt), qc.weights.astype(dt), None, c.stride, c.dilation, c.pads,
                            c.output_padding, c.groups)
     return _plus(np.rint(acc).astype(np.int64), qc.bias)
@@ -609,7 +609,7 @@ def _int_deconv(qc, xs):
 @INT_KERNELS.register('Fc')
 def _int_fc(qc, xs):
     x = np.concatenate([i.reshape(len(i), -1) for i in xs], axis=1)
-    dt = _exact(qc, x, qc.weights, qc.bias)
+    dt = _gemm_dtype(qc, x, qc.weights, qc.bias)
     acc = np.rint(matmul(x.astype(dt), qc.weights.T.astype(dt))).astype(np.int64)
     return _plus(acc.reshape(len(x), -1, 1, 1), qc.bias)
 
@@ -622,7 +622,7 @@ def _int_pool(qc, xs):
     c, x = qc.cell, concat_channels(xs)
     if c.pooling == 'Max': return KERNELS['Pool'](c, [x])
     ones = np.ones((x.shape[1], 1) + tuple(c.kernel))
-    dt = _exact(qc, x, ones, None)
+    dt = _gemm_dtype(qc, x, ones, None)
     acc = np.rint(conv2d(x.astype(dt), ones.astype(dt), None, c.stride, (1, 1), c.pads, x.shape[1])).astype(np.int64)
     return acc if qc.weights is None else acc * qc.weights
 
