@@ -1,7 +1,7 @@
 """n2d2x's numpy engine at real scale, beside onnxruntime on n2d2x's own float export of the same network.
 
 For the bundled LeNet and N2D2's SqueezeNet_v1.1, MobileNet_v2 (160x160) and ResNet-18 (224x224) INIs, with
-random fillers (seed 1): engine forward (`n2d2x.engine.predict`) against onnxruntime (intra-op threads 2,
+random fillers (seed 1): engine forward (`n2d2x.engine.predict`, image threads on every core) against onnxruntime (intra-op threads 2,
 numpy's BLAS threads as they are), in the same process, several runs each, alternating, so that both see the
 same load, with a pause between calls (onnxruntime's threads spin for a while after a run: without it, the
 engine's call that follows ran up to 1.5x slower). Then, on LeNet: a training step (forward_train + backward + SGD; against PyTorch CPU when
@@ -10,6 +10,7 @@ and the integer simulation, per image.
 
     python benchmarks/bench_scale.py [--repeat 5] [--nets LeNet,MobileNet_v2] [--torch /tmp/torchvenv/bin/python]
                                      [--openblas-threads 1]   # numpy's BLAS threads (default: as they are)
+                                     [--engine-threads 1]     # the engine's image threads (N2D2X_THREADS; default: the cores)
 
 A benchmark, not a test: it asserts nothing and prints one table (median images/s, and min-max over the runs)."""
 import argparse
@@ -19,6 +20,8 @@ import sys
 
 if '--openblas-threads' in sys.argv:   # before numpy loads OpenBLAS
     os.environ['OPENBLAS_NUM_THREADS'] = sys.argv[sys.argv.index('--openblas-threads') + 1]
+if '--engine-threads' in sys.argv:
+    os.environ['N2D2X_THREADS'] = sys.argv[sys.argv.index('--engine-threads') + 1]
 import statistics
 import subprocess
 import tempfile
@@ -151,6 +154,7 @@ def main():
     ap.add_argument('--torch', default='', help='a Python interpreter that has PyTorch, for the training step')
     ap.add_argument('--no-quant', action='store_true', help='skip calibration and simulation')
     ap.add_argument('--openblas-threads', default=None, help="numpy's BLAS threads (OPENBLAS_NUM_THREADS; default: as they are)")
+    ap.add_argument('--engine-threads', default=None, help="the engine's image threads (N2D2X_THREADS; default: the cores)")
     a = ap.parse_args()
     rows = [forward_rows(n, a.repeat) for n in a.nets.split(',')]
     step = lenet_train_step(256)
@@ -159,7 +163,9 @@ def main():
     rows.append(('training step LeNet, batch 256', rt, 'PyTorch CPU' if tr else '(no PyTorch)', tr,
                  [p / q for p, q in zip(rt, tr)] if tr else None))
     if not a.no_quant: rows += quant_rows(a.repeat)
-    print(f"numpy {np.__version__} (OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}), onnxruntime "
+    from n2d2x.engine import cores
+    print(f"numpy {np.__version__} (OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}; engine image threads "
+          f"{cores()}), onnxruntime "
           f"{ort.__version__} (2 intra-op threads); {a.repeat} runs: median (min-max)")
     print(f"{'what':48s} {'n2d2x img/s':>22s}  {'reference':12s} {'img/s':>22s}  {'ratio':>18s}")
     for what, r, ref, rr, ratio in rows:

@@ -4,7 +4,8 @@
 
 # %% ../nbs/05_engine.ipynb #2155608f
 from __future__ import annotations
-import contextlib, dataclasses, functools
+import contextlib, dataclasses, functools, os
+from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from dataclasses import dataclass, field
 from numpy.lib.stride_tricks import sliding_window_view
@@ -16,9 +17,9 @@ except ImportError: ThreadpoolController = None
 
 # %% auto #0
 __all__ = ['KERNELS', 'EngineError', 'activate', 'matmul', 'conv2d', 'pool2d', 'softmax', 'onnx_resize_attrs', 'resize2d',
-           'conv_transpose2d', 'lrn', 'forward', 'predict', 'Tape', 'forward_train', 'activation_grad',
-           'conv2d_backward', 'pool2d_backward', 'softmax_backward', 'resize2d_backward', 'conv_transpose2d_backward',
-           'lrn_backward', 'backward']
+           'conv_transpose2d', 'lrn', 'image_parts', 'cores', 'forward', 'predict', 'Tape', 'forward_train',
+           'activation_grad', 'conv2d_backward', 'pool2d_backward', 'softmax_backward', 'resize2d_backward',
+           'conv_transpose2d_backward', 'lrn_backward', 'backward']
 
 # %% ../nbs/05_engine.ipynb #a502acee
 class EngineError(ValueError):
@@ -115,9 +116,11 @@ def _blas():
     "A threadpoolctl controller of numpy's BLAS, or None without threadpoolctl."
     return None if ThreadpoolController is None else ThreadpoolController()
 
+_IN_THREADS = [False]       # True while `forward` runs a network in image threads (BLAS kept on one thread meanwhile)
+
 def matmul(a, b, out=None):
     "a @ b (numpy's matmul), on one BLAS thread where one product (the last two axes) has under _THREADED_MACS multiply-adds."
-    small = a.shape[-2] * a.shape[-1] * b.shape[-1] < _THREADED_MACS and _blas() is not None
+    small = a.shape[-2] * a.shape[-1] * b.shape[-1] < _THREADED_MACS and _blas() is not None and not _IN_THREADS[0]
     with _blas().limit(limits=1, user_api='blas') if small else contextlib.nullcontext():
         return np.matmul(a, b, out=out)
 
@@ -412,9 +415,9 @@ def _stimuli(net, x, dtype=np.float32):
         raise EngineError(f"network [{net.name}] expects stimuli [N, C, H, W] = [N, {c}, {h}, {w}], got {list(x.shape)}")
     return x
 
-def _run(cell, inputs):
-    "One cell: its kernel, then its activation, as float32 of the dims the network expects."
-    y = KERNELS.lookup(cell.type, cell.name)(_quantized(cell)[0], inputs)
+def _run(cell, inputs, used=None):
+    "One cell: its kernel (on `used`, the cell with its weights quantized, if given), then its activation, as float32 of the dims the network expects."
+    y = KERNELS.lookup(cell.type, cell.name)(_quantized(cell)[0] if used is None else used, inputs)
     fresh = not any(np.may_share_memory(y, i) for i in inputs)   # the kernel's own array: the activation may overwrite it
     y = np.asarray(activate(cell.activation, y, cell.name, inplace=fresh), np.float32)
     y = _quantize_output(cell, y)[0]
@@ -422,28 +425,85 @@ def _run(cell, inputs):
         raise EngineError(f"cell [{cell.name}] computed dims {y.shape[1:]}, the network says {cell.dims}: run net.infer_dims()")
     return y
 
+# %% ../nbs/05_engine.ipynb #6fd1242f
+_SPLIT_VALUES = 1 << 16    # a batch of fewer input values is not split
+_PARTS = 8                 # a larger batch is split in this many parts (or one per image if it has fewer)
+_WHOLE = {'Fc', 'Deconv'}  # cells run on the whole batch: their products' rounding depends on how many images they see
+
+def image_parts(x):
+    "How many parts `forward` splits the batch x in: it depends on x's shape only, never on the machine."
+    return 1 if x.size < _SPLIT_VALUES else min(len(x), _PARTS)
+
+def cores():
+    "The cores this process may use, or N2D2X_THREADS where set (1 turns image threads off)."
+    n = os.environ.get('N2D2X_THREADS')
+    return int(n) if n else len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+
+def _image_parts(x, parts):
+    "x cut into `parts` consecutive slices of images (views), the first ones one image larger."
+    return [x] if parts <= 1 else [p for p in np.array_split(x, parts) if len(p)]
+
+def _join_parts(parts):
+    "The parts' outputs back into one batch (the one part itself if there is one)."
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+def _like_parts(y, parts):
+    "y [N, ...] cut as `parts` (a list of arrays of N images in all) are, in views."
+    return np.split(y, np.cumsum([len(p) for p in parts])[:-1]) if len(parts) > 1 else [y]
+
+@functools.cache
+def _thread_pool(n):
+    "A pool of n threads, kept for the life of the process (a forked child, which has none of its threads, makes its own)."
+    return ThreadPoolExecutor(n, thread_name_prefix='n2d2x-engine')
+
+if hasattr(os, 'register_at_fork'): os.register_at_fork(after_in_child=_thread_pool.cache_clear)
+
+@contextlib.contextmanager
+def _parallel(threads, tasks):
+    "A map(fn, n) -> [fn(0), ..., fn(n - 1)] run by `threads` threads at once (BLAS on one thread meanwhile), if both are > 1."
+    if threads <= 1 or tasks <= 1:
+        yield lambda fn, n: [fn(j) for j in range(n)]
+        return
+    pool = _thread_pool(threads)
+    with _blas().limit(limits=1, user_api='blas') if _blas() else contextlib.nullcontext():
+        _IN_THREADS[0] = True
+        try: yield lambda fn, n: list(pool.map(fn, range(n)))
+        finally: _IN_THREADS[0] = False
+
+def _cell_parts(cell, inputs, pmap):
+    "One cell on the parts of a batch (`inputs`: per input, its parts): its outputs per part."
+    parts = len(inputs[0])
+    if parts == 1: return [_run(cell, [i[0] for i in inputs])]
+    if cell.type in _WHOLE: return _like_parts(_run(cell, [_join_parts(i) for i in inputs]), inputs[0])
+    used = _quantized(cell)[0]   # weights quantized once for all the parts
+    return pmap(lambda j: _run(cell, [i[j] for i in inputs], used), parts)
+
 # %% ../nbs/05_engine.ipynb #4be0bb60
 def forward(net, x, outputs=None,
-            each=None):  # a function (name, output) called on 'env' and each cell's output as it is made; outputs are then let go once read
+            each=None,     # a function (name, output) called on 'env' and each cell's output as it is made; outputs are then let go once read
+            threads=None): # how many threads run the batch's parts (None: `cores()`); the outputs are the same for any number
     "Run `net` on stimuli x [N, C, H, W] (or [C, H, W]): {name: output} of 'env' and every cell, or of `outputs` only."
-    res, keep = {'env': _stimuli(net, x)}, None if outputs is None and each is None else list(outputs or [])
+    x = _stimuli(net, x)
+    parts = _image_parts(x, image_parts(x))
+    res, keep = {'env': parts}, None if outputs is None and each is None else list(outputs or [])
     if keep is not None:
         unknown = [k for k in keep if k != 'env' and k not in net.cells]
         if unknown: raise EngineError(f"network [{net.name}] has no cell {unknown}")
         last = {p: i for i, c in enumerate(net) for p in c.inputs}
-    if each: each('env', res['env'])
-    for i, cell in enumerate(net):
-        res[cell.name] = _run(cell, [res[p] for p in cell.inputs])
-        if each: each(cell.name, res[cell.name])
-        if keep is not None:
-            for p in set(cell.inputs):
-                if last[p] == i and p not in keep: del res[p]
-    return res if keep is None else {k: res[k] for k in keep}
+    if each: each('env', x)
+    with _parallel(cores() if threads is None else threads, len(parts)) as pmap:
+        for i, cell in enumerate(net):
+            res[cell.name] = _cell_parts(cell, [res[p] for p in cell.inputs], pmap)
+            if each: each(cell.name, _join_parts(res[cell.name]))
+            if keep is not None:
+                for p in set(cell.inputs):
+                    if last[p] == i and p not in keep: del res[p]
+    return {k: x if k == 'env' else _join_parts(res[k]) for k in (res if keep is None else keep)}
 
 # %% ../nbs/05_engine.ipynb #9e48918e
-def predict(net, x):
+def predict(net, x, threads=None):
     "The output of each target cell, {cell name: [N, C, H, W]}."
-    return forward(net, x, [t.cell for t in net.targets])
+    return forward(net, x, [t.cell for t in net.targets], threads=threads)
 
 # %% ../nbs/05_engine.ipynb #c29d161d
 _TRAIN_KERNELS = Registry('engine training forward', EngineError, complete=False)   # overrides KERNELS in training
@@ -524,19 +584,35 @@ def _run_train(cell, inputs, **kw):
         raise EngineError(f"cell [{cell.name}] computed dims {y.shape[1:]}, the network says {cell.dims}: run net.infer_dims()")
     return y, saved
 
+# %% ../nbs/05_engine.ipynb #243a4a5a
+_PART_TRAIN = {'Conv', 'Pool', 'Padding', 'Resize', 'Reshape', 'Activation', 'LRN', 'ElemWise', 'Softmax'}
+
+def _per_part_train(cell):
+    "Whether `forward_train` may run the cell on the parts of a batch: it treats images on their own and has no quantizer."
+    return (cell.type in _PART_TRAIN and getattr(cell, 'weights_quantizer', None) is None
+            and getattr(cell, 'output_quantizer', None) is None)
+
 # %% ../nbs/05_engine.ipynb #eaf0ceaa
 def forward_train(net,                   # the network
                   x,                     # stimuli [N, C, H, W]
                   rng,                   # a numpy Generator or a seed, for the dropout masks
                   dtype=np.float32,      # the precision of the computation (np.float64 for gradient checks)
-                  inverted_dropout=True  # dropout scales what it keeps by 1/(1 - rate) (cuDNN, N2D2's Frame_CUDA)
+                  inverted_dropout=True, # dropout scales what it keeps by 1/(1 - rate) (cuDNN, N2D2's Frame_CUDA)
+                  threads=None           # image threads (None: `cores()`); the tape is the same for any number
                  ) -> Tape:
     "Training-mode forward of `net` on x [N, C, H, W]: dropout masks from `rng` (a Generator or a seed), batch statistics."
     rng, tape = np.random.default_rng(rng), Tape({'env': _stimuli(net, x, dtype)})
-    for cell in net:
-        y, saved = _run_train(cell, [tape.outputs[p] for p in cell.inputs], rng=rng, inverted_dropout=inverted_dropout)
-        tape.outputs[cell.name] = y
-        if saved: tape.saved[cell.name] = saved
+    parts = image_parts(tape['env'])
+    with _parallel(cores() if threads is None else threads, parts) as pmap:
+        for cell in net:
+            inputs = [tape.outputs[p] for p in cell.inputs]
+            if parts > 1 and _per_part_train(cell):
+                ins = [np.array_split(i, parts) for i in inputs]
+                done = pmap(lambda j: _run_train(cell, [i[j] for i in ins]), parts)
+                y, saved = _join_parts([d[0] for d in done]), {k: _join_parts([d[1][k] for d in done]) for k in done[0][1]}
+            else: y, saved = _run_train(cell, inputs, rng=rng, inverted_dropout=inverted_dropout)
+            tape.outputs[cell.name] = y
+            if saved: tape.saved[cell.name] = saved
     return tape
 
 # %% ../nbs/05_engine.ipynb #3bc6a5fc
@@ -599,7 +675,8 @@ def conv2d_backward(x,                   # the convolution's input [N, C, H, W]
                     dilation=(1, 1),     # dilation,
                     pads=(0, 0, 0, 0),   # pads
                     groups=1,            # and groups
-                    need_dx=True         # compute dL/dx (else None)
+                    need_dx=True,        # compute dL/dx (else None)
+                    need_dw=True         # compute dL/dw (else None)
                    ):
     "Gradients (dL/dx or None, dL/dw) of `conv2d(x, w, ...)` given dy = dL/dy; the batch in chunks of bounded memory."
     (m, cg, kh, kw), (n, _, oh, ow) = w.shape, dy.shape
@@ -609,17 +686,24 @@ def conv2d_backward(x,                   # the convolution's input [N, C, H, W]
     step = max(1, _COLS_BYTES // max(1, x.itemsize * x.shape[1] * kh * kw * oh * ow))
     for i in range(0, n, step):
         g = dy[i:i + step].transpose(1, 0, 2, 3).reshape(groups, m // groups, -1)
-        dw += matmul(g, _im2col(x[i:i + step], (kh, kw), stride, dilation).reshape(groups, k, -1).transpose(0, 2, 1))
+        if need_dw: dw += matmul(g, _im2col(x[i:i + step], (kh, kw), stride, dilation).reshape(groups, k, -1).transpose(0, 2, 1))
         if need_dx:
             dcols = matmul(wt, g).reshape(groups * cg, kh, kw, -1, oh, ow).transpose(3, 0, 1, 2, 4, 5)
             _col2im(dx[i:i + step], dcols, stride, dilation)
-    return (None if dx is None else _unpad(dx, pads)), dw.reshape(w.shape)
+    return (None if dx is None else _unpad(dx, pads)), (dw.reshape(w.shape) if need_dw else None)
 
 # %% ../nbs/05_engine.ipynb #d8dbb043
 @_BACKWARD.register('Conv')
-def _conv_back(cell, xs, g, saved, need_dx):
-    w = np.asarray(cell.masked_weights(), g.dtype)
-    dx, dw = conv2d_backward(concat_channels(xs), w, g, cell.stride, cell.dilation, cell.pads, cell.groups, need_dx)
+def _conv_back(cell, xs, g, saved, need_dx,
+               pmap=None, parts=1):   # image threads (see `backward`): dL/dw on the whole batch, dL/dx part by part, side by side
+    x, w = concat_channels(xs), np.asarray(cell.masked_weights(), g.dtype)
+    back = lambda x, g, **kw: conv2d_backward(x, w, g, cell.stride, cell.dilation, cell.pads, cell.groups, **kw)
+    if pmap is None or parts == 1: dx, dw = back(x, g, need_dx=need_dx)
+    else:
+        xp, gp = np.array_split(x, parts), np.array_split(g, parts)
+        done = pmap(lambda j: back(x, g, need_dx=False)[1] if j == 0 else back(xp[j - 1], gp[j - 1], need_dw=False)[0],
+                    parts + 1 if need_dx else 1)
+        dw, dx = done[0], _join_parts(done[1:]) if need_dx else None
     if cell.mapping is not None: dw *= cell.mapping[:, :, None, None]
     params = {'weights': dw} if cell.no_bias else {'weights': dw, 'bias': g.sum(axis=(0, 2, 3))}
     return (None if dx is None else _split(dx, xs)), params
@@ -660,9 +744,12 @@ def pool2d_backward(x,                       # the pooling's input [N, C, H, W]
     return _unpad(dx, pads)
 
 @_BACKWARD.register('Pool')
-def _pool_back(cell, xs, g, saved, need_dx):
+def _pool_back(cell, xs, g, saved, need_dx, pmap=None, parts=1):
     if not need_dx: return None, {}
-    return _split(pool2d_backward(concat_channels(xs), g, cell.kernel, cell.stride, cell.pads, cell.pooling, cell.count_include_pad), xs), {}
+    x, back = concat_channels(xs), lambda x, g: pool2d_backward(x, g, cell.kernel, cell.stride, cell.pads, cell.pooling, cell.count_include_pad)
+    if pmap is None or parts == 1: return _split(back(x, g), xs), {}
+    xp, gp = np.array_split(x, parts), np.array_split(g, parts)
+    return _split(_join_parts(pmap(lambda j: back(xp[j], gp[j]), parts)), xs), {}
 
 # %% ../nbs/05_engine.ipynb #c650219f
 @_BACKWARD.register('BatchNorm')
@@ -817,25 +904,34 @@ def _weights_quantizer_grad(cell, saved, params):
     return {**params, 'weights': dw, **{f'weights_quantizer.{k}': v for k, v in qparams.items()}}
 
 # %% ../nbs/05_engine.ipynb #3d7bdbfa
+_PART_BACKWARD = {'Conv', 'Pool'}   # backward kernels that take image threads (pmap, parts)
+
+def _backward_cell(cell, tape, dy, result, need_input_grad, pmap, parts):
+    "One cell of `backward`: its parameters' gradients into `result`, its inputs' into `dy`."
+    g = dy.pop(cell.name, None)
+    if g is None: return
+    saved = tape.saved.get(cell.name, {})
+    g, qgrads = _output_quantizer_grad(cell, saved, g)
+    y = saved.get('activation_output', tape.outputs[cell.name])
+    g = activation_grad(cell.activation, y, g, saved.get('pre_activation'), cell.name)
+    xs, need_dx = [tape.outputs[p] for p in cell.inputs], need_input_grad or any(p != 'env' for p in cell.inputs)
+    kernel, used = _BACKWARD.lookup(cell.type, cell.name), saved.get('quantized_cell', cell)
+    dxs, params = kernel(used, xs, g, saved, need_dx) if pmap is None else kernel(used, xs, g, saved, need_dx, pmap, parts)
+    params = {**_weights_quantizer_grad(cell, saved, params), **qgrads}
+    if params: result[cell.name] = params
+    for p, d in zip(cell.inputs, dxs or []):
+        if p != 'env' or need_input_grad: dy[p] = dy[p] + d if p in dy else d
+
 def backward(net,                    # the network `tape` ran
              tape,                   # what `forward_train` recorded
              grads,                  # {cell name: dL/d(its output)}, usually of the targets
-             need_input_grad=False   # also return dL/dx of the stimuli, as 'env'
+             need_input_grad=False,  # also return dL/dx of the stimuli, as 'env'
+             threads=None            # image threads (None: `cores()`); the gradients are the same for any number
             ):
     "{cell: {parameter: dL/dparameter}} (and 'env': dL/dx if asked) from `grads` = {cell: dL/d(its output)}."
-    dy, result = _seed_grads(net, tape, grads), {}
-    for cell in reversed(list(net)):
-        g = dy.pop(cell.name, None)
-        if g is None: continue
-        saved = tape.saved.get(cell.name, {})
-        g, qgrads = _output_quantizer_grad(cell, saved, g)
-        y = saved.get('activation_output', tape.outputs[cell.name])
-        g = activation_grad(cell.activation, y, g, saved.get('pre_activation'), cell.name)
-        xs, need_dx = [tape.outputs[p] for p in cell.inputs], need_input_grad or any(p != 'env' for p in cell.inputs)
-        dxs, params = _BACKWARD.lookup(cell.type, cell.name)(saved.get('quantized_cell', cell), xs, g, saved, need_dx)
-        params = {**_weights_quantizer_grad(cell, saved, params), **qgrads}
-        if params: result[cell.name] = params
-        for p, d in zip(cell.inputs, dxs or []):
-            if p != 'env' or need_input_grad: dy[p] = dy[p] + d if p in dy else d
+    dy, result, parts = _seed_grads(net, tape, grads), {}, image_parts(tape['env'])
+    with _parallel(cores() if threads is None else threads, parts) as pmap:
+        for cell in reversed(list(net)):
+            _backward_cell(cell, tape, dy, result, need_input_grad, pmap if cell.type in _PART_BACKWARD else None, parts)
     if need_input_grad: result['env'] = dy.get('env', np.zeros_like(tape.outputs['env']))
     return result
