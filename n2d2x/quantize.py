@@ -11,6 +11,7 @@ from fastcore.basics import patch
 from .helpers import Registry, concat_channels, round_int, unique_name
 from .network import Network, Activation, ActivationCell, ElemWise, value_ranges
 from .engine import KERNELS, activate, conv2d, conv_transpose2d, matmul, pool2d, softmax
+from .engine import cores, image_parts, _image_parts, _join_parts, _parallel
 from .calibrate import Calibration, input_range
 
 # %% auto #0
@@ -665,17 +666,20 @@ def _stimuli(qnet, x):
     return x.astype(np.int64)
 
 # %% ../nbs/09_quantize.ipynb #679c1dfa
-def simulate(qnet: QNetwork, x_int, outputs=None):
+def simulate(qnet: QNetwork, x_int, outputs=None,
+             threads=None):   # image threads, as the engine's `forward` (None: `cores()`); the outputs are the same for any number
     "Run the integer network on integer stimuli [N, C, H, W]: {name: int64 output} of 'env' and every cell (or `outputs`)."
-    res = {'env': _stimuli(qnet, x_int)}
-    keep = None if outputs is None else list(outputs)
-    last = {p: i for i, qc in enumerate(qnet) for p in qc.inputs}
-    for i, qc in enumerate(qnet):
-        res[qc.name] = requantize(qc, INT_KERNELS.lookup(qc.type, qc.name)(qc, [res[p] for p in qc.inputs]))
-        if keep is not None:
-            for p in set(qc.inputs):
-                if last[p] == i and p not in keep: del res[p]
-    return res if keep is None else {k: res[k] for k in keep}
+    x = _stimuli(qnet, x_int)
+    res, keep = {'env': _image_parts(x, image_parts(x))}, None if outputs is None else list(outputs)
+    last, parts = {p: i for i, qc in enumerate(qnet) for p in qc.inputs}, len(res['env'])
+    with _parallel(cores() if threads is None else threads, parts) as pmap:
+        for i, qc in enumerate(qnet):
+            ins, kernel = [res[p] for p in qc.inputs], INT_KERNELS.lookup(qc.type, qc.name)
+            res[qc.name] = pmap(lambda j: requantize(qc, kernel(qc, [i[j] for i in ins])), parts)
+            if keep is not None:
+                for p in set(qc.inputs):
+                    if last[p] == i and p not in keep: del res[p]
+    return {k: x if k == 'env' else _join_parts(res[k]) for k in (res if keep is None else keep)}
 
 # %% ../nbs/09_quantize.ipynb #77de945f
 def quantize_input(qnet: QNetwork, x):
