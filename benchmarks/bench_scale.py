@@ -4,8 +4,8 @@ For the bundled LeNet and N2D2's SqueezeNet_v1.1, MobileNet_v2 (160x160) and Res
 random fillers (seed 1): engine forward (`n2d2x.engine.predict`, image threads on every core) against onnxruntime (intra-op threads 2,
 numpy's BLAS threads as they are), in the same process, several runs each, alternating, so that both see the
 same load, with a pause between calls (onnxruntime's threads spin for a while after a run: without it, the
-engine's call that follows ran up to 1.5x slower). Then, on LeNet: a training step (forward_train + backward + SGD; against PyTorch CPU when
-`--torch PYTHON` names an interpreter that has it: PyTorch is never a dependency of n2d2x), the calibration
+engine's call that follows ran up to 1.5x slower). Then, on LeNet and MobileNet_Fashion.ini (depthwise, BatchNorm): a training step (forward_train + backward + SGD; against PyTorch CPU when
+`--torch PYTHON` names an interpreter that has it, on the same network written in PyTorch: PyTorch is never a dependency of n2d2x); on LeNet, the calibration
 and the integer simulation, per image.
 
     python benchmarks/bench_scale.py [--repeat 5] [--nets LeNet,MobileNet_v2] [--torch /tmp/torchvenv/bin/python]
@@ -88,9 +88,10 @@ def forward_rows(name, repeat):
     return (f"forward {name} {'x'.join(map(str, net.input_dims))}, batch {batch}", re, 'onnxruntime', ro, ratios)
 
 
-def lenet_train_step(batch):
+def train_step(ini, batch):
+    "One training step (forward_train, cross-entropy backward, the INI's solvers) of the INI's network on random data."
     from n2d2x.learn import solvers_from_ini
-    net = fill(Network.from_ini(model_path('LeNet.ini')), seed=1)
+    net = fill(Network.from_ini(model_path(ini)), seed=1)
     x = np.random.default_rng(0).random((batch, *net.input_dims), dtype=np.float32)
     labels = np.random.default_rng(1).integers(0, 10, batch)
     solvers = solvers_from_ini(net, lambda sec, prop: 3200 if prop == '_EpochSize' else None)
@@ -107,15 +108,21 @@ def lenet_train_step(batch):
     return step
 
 
-TORCH_LENET = r'''
+TORCH_TRAIN = r'''
 import json, sys, time, torch
 torch.set_num_threads(2); torch.manual_seed(0)
-b, rep = int(sys.argv[1]), int(sys.argv[2])
-m = torch.nn.Sequential(torch.nn.Conv2d(1, 6, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Conv2d(6, 16, 5),
-    torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Conv2d(16, 120, 5), torch.nn.ReLU(), torch.nn.Flatten(),
-    torch.nn.Linear(120, 84), torch.nn.ReLU(), torch.nn.Linear(84, 10))
+nn, name, b, rep = torch.nn, sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+if name == 'LeNet':   # n2d2x/models/LeNet.ini
+    m = nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+                      nn.Conv2d(16, 120, 5), nn.ReLU(), nn.Flatten(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+    size = 32
+else:                 # n2d2x/models/MobileNet_Fashion.ini: conv + BN + ReLU, then depthwise / pointwise pairs
+    def cbr(i, o, k, s=1, g=1): return [nn.Conv2d(i, o, k, s, k // 2, groups=g, bias=False), nn.BatchNorm2d(o), nn.ReLU()]
+    layers = cbr(1, 16, 3, 2)
+    for i, o, s in ((16, 32, 1), (32, 32, 1), (32, 64, 2), (64, 64, 1)): layers += cbr(i, i, 3, s, i) + cbr(i, o, 1)
+    m, size = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)), 28
 opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
-x, y = torch.rand(b, 1, 32, 32), torch.randint(0, 10, (b,))
+x, y = torch.rand(b, 1, size, size), torch.randint(0, 10, (b,))
 def step():
     opt.zero_grad(); torch.nn.functional.cross_entropy(m(x), y).backward(); opt.step()
 step(); r = []
@@ -125,10 +132,10 @@ print(json.dumps(r))
 '''
 
 
-def torch_rates(python, batch, repeat):
-    "PyTorch's LeNet training step rates, from another interpreter (PyTorch is not a dependency of n2d2x)."
+def torch_rates(python, name, batch, repeat):
+    "PyTorch's training step rates on the same network, from another interpreter (PyTorch is not a dependency of n2d2x)."
     if not python: return None
-    try: return json.loads(subprocess.run([python, '-c', TORCH_LENET, str(batch), str(repeat)], capture_output=True,
+    try: return json.loads(subprocess.run([python, '-c', TORCH_TRAIN, name, str(batch), str(repeat)], capture_output=True,
                                           text=True, check=True).stdout)
     except (OSError, subprocess.CalledProcessError, ValueError): return None
 
@@ -157,11 +164,12 @@ def main():
     ap.add_argument('--engine-threads', default=None, help="the engine's image threads (N2D2X_THREADS; default: the cores)")
     a = ap.parse_args()
     rows = [forward_rows(n, a.repeat) for n in a.nets.split(',')]
-    step = lenet_train_step(256)
-    tr = torch_rates(a.torch, 256, a.repeat)
-    rt = rates(step, 256, a.repeat)
-    rows.append(('training step LeNet, batch 256', rt, 'PyTorch CPU' if tr else '(no PyTorch)', tr,
-                 [p / q for p, q in zip(rt, tr)] if tr else None))
+    for name, ini, batch in (('LeNet', 'LeNet.ini', 256), ('MobileNet_Fashion', 'MobileNet_Fashion.ini', 128)):
+        step = train_step(ini, batch)
+        tr = torch_rates(a.torch, name, batch, a.repeat)
+        rt = rates(step, batch, a.repeat)
+        rows.append((f'training step {name}, batch {batch}', rt, 'PyTorch CPU' if tr else '(no PyTorch)', tr,
+                     [p / q for p, q in zip(rt, tr)] if tr else None))
     if not a.no_quant: rows += quant_rows(a.repeat)
     from n2d2x.engine import cores
     print(f"numpy {np.__version__} (OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}; engine image threads "
