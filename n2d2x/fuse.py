@@ -204,13 +204,17 @@ def _by_input(c, w, dims):
     if c.type == 'Fc': return w.reshape(1, len(w), dims[0], -1)
     return w.reshape(c.groups, len(w) // c.groups, w.shape[1], -1)
 
+def _abs_max(w, axis):
+    "max |w| over `axis`, in float64, without a whole-array |w| (the largest and the smallest, exact; + 0 makes -0 a 0)."
+    return np.maximum(w.max(axis=axis), -w.min(axis=axis)).astype(np.float64) + 0.0
+
 def output_ranges(c):
     "r1: the largest |weight| of each output channel of Conv/Fc `c`."
-    return np.abs(_weights(c)).reshape(len(c.weights), -1).max(1)
+    return _abs_max(c.masked_weights().reshape(len(c.weights), -1), 1)
 
 def input_ranges(c, dims):
     "r2: the largest |weight| reading each input channel of Conv/Fc `c` (input `dims`)."
-    return np.abs(_by_input(c, _weights(c), dims)).max(axis=(1, 3)).ravel()
+    return _abs_max(_by_input(c, c.masked_weights(), dims), (1, 3)).ravel()
 
 # %% ../nbs/07_fuse.ipynb #0a440024
 def _factors(r1, r2, b1):
@@ -221,15 +225,25 @@ def _factors(r1, r2, b1):
     return np.where(keep, 1.0, s1), np.where(keep, 1.0, s2)
 
 # %% ../nbs/07_fuse.ipynb #bee723e6
+_BLOCK = 1 << 18   # weights scaled at a time (float64 products): whole-array ones of VGG16's fc6 took 2 GB
+
+def _scaled(w, factor):
+    "A new float32 array: the rows i:j of w times factor(i, j) (float64, broadcast against them), a block of rows at a time."
+    out, step = np.empty(w.shape, np.float32), max(1, _BLOCK // max(1, w[0].size))
+    for i in range(0, len(w), step): out[i:i + step] = w[i:i + step] * factor(i, i + step)
+    return out
+
 def _scale_outputs(c, s):
     "Multiply output channel o of Conv/Fc `c` (weights and bias) by s[o]."
-    c.weights = (c.weights * s.reshape(-1, *[1] * (c.weights.ndim - 1))).astype(np.float32)
+    c.weights = _scaled(c.weights, lambda i, j: s[i:j].reshape(-1, *[1] * (c.weights.ndim - 1)))
     if c.bias is not None: c.bias = (c.bias * s).astype(np.float32)
 
 def _scale_inputs(c, s, dims):
     "Multiply every weight of Conv/Fc `c` (input `dims`) that reads input channel i by s[i]."
-    v = _by_input(c, c.weights.astype(np.float64), dims)
-    c.weights = (v * s.reshape(len(v), 1, -1, 1)).reshape(c.weights.shape).astype(np.float32)
+    g, mg, cg, rest = _by_input(c, c.weights, dims).shape
+    sg = s.reshape(g, cg)   # row r (output r of group r // mg) reads the channels of its group
+    rows = c.weights.reshape(g * mg, cg, rest)
+    c.weights = _scaled(rows, lambda i, j: sg[np.arange(i, min(j, len(rows))) // mg][:, :, None]).reshape(c.weights.shape)
 
 # %% ../nbs/07_fuse.ipynb #05412cd0
 def _scale_clip(a, s):
@@ -272,7 +286,7 @@ def equalize(net: Network,                # a fused network (`fuse`): BatchNorm 
             ) -> Network:
     "A copy of `net` with cross-layer weight equalization (N2D2's crossLayerEqualization, which `-no-cle` disables)."
     if relu_clipping not in RELU_CLIPPINGS: raise ValueError(f"relu_clipping='{relu_clipping}': expected one of {', '.join(RELU_CLIPPINGS)}")
-    net = net.copy()
+    net = net.copy(arrays=False)   # its cells' arrays shared: the scalings below replace them, never write into them
     pairs = equalization_pairs(net, relu_clipping)
     for _ in range(max_iterations):
         if max((_equalize_pair(net, *p) for p in pairs), default=0.0) <= max_range_delta: break

@@ -19,9 +19,16 @@ def round_half_away(x):
     t = np.trunc(x)
     return t + np.sign(x) * (np.abs(x - t) >= 0.5)
 
+_ROUND_BLOCK = 1 << 18   # values rounded at a time: the temporaries of a large array stay in cache
+
 def round_int(x):
-    "`round_half_away` of `x` as float64, returned as int64."
-    return round_half_away(np.asarray(x, np.float64)).astype(np.int64)
+    "`round_half_away` of `x` as float64, returned as int64 (block by block for large arrays)."
+    x = np.asarray(x)
+    if x.size <= _ROUND_BLOCK: return round_half_away(np.asarray(x, np.float64)).astype(np.int64)
+    out, flat = np.empty(x.shape, np.int64), x.reshape(-1)
+    for i in range(0, x.size, _ROUND_BLOCK):
+        out.reshape(-1)[i:i + _ROUND_BLOCK] = round_half_away(np.asarray(flat[i:i + _ROUND_BLOCK], np.float64))
+    return out
 
 # %% ../nbs/00_helpers.ipynb #94fe655c
 def concat_channels(xs):

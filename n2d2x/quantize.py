@@ -11,7 +11,7 @@ from fastcore.basics import patch
 from .helpers import Registry, concat_channels, round_int, unique_name
 from .network import Network, Activation, ActivationCell, ElemWise, value_ranges
 from .engine import KERNELS, activate, conv2d, conv_transpose2d, matmul, pool2d, softmax
-from .engine import cores, image_parts, _image_parts, _join_parts, _parallel
+from .engine import cores, image_parts, _image_parts, _join_parts, _like_parts, _parallel, _WHOLE
 from .calibrate import Calibration, input_range
 
 # %% auto #0
@@ -309,26 +309,42 @@ def _plan(ctx):
 
 # %% ../nbs/09_quantize.ipynb #e6eec47e
 def _weights(c):
-    "The float64 weights of a Conv (unconnected kernels zeroed) or an Fc, and its bias (None without)."
+    "The weights of a Conv (unconnected kernels zeroed) or an Fc, in their float dtype (float64 by blocks where computed), and its float64 bias (None without)."
     if c.weights is None: raise QuantizeError(f"cell [{c.name}] has no weights: fill or load them first")
-    w = np.asarray(c.masked_weights(), np.float64)
+    w = np.asarray(c.masked_weights())
+    if not np.issubdtype(w.dtype, np.floating): w = w.astype(np.float64)
     b = None if c.no_bias or c.bias is None else np.asarray(c.bias, np.float64)
     return w, b
 
 def _weight_max(w, per_output):
     "m (or m_o per output channel with per_output): the weight magnitudes mapped to W_q."
-    flat = np.abs(w).reshape(len(w), -1)
-    m = float(flat.max()) or 1.0
-    return np.maximum(min(m, 0.1), flat.max(1)) if per_output else np.full(len(w), m)
+    flat = w.reshape(len(w), -1)
+    row = np.maximum(flat.max(1), -flat.min(1)).astype(np.float64) + 0.0   # max |w| per output, without a whole-array |w| (-0 -> 0)
+    m = float(row.max()) or 1.0
+    return np.maximum(min(m, 0.1), row) if per_output else np.full(len(w), m)
 
 # %% ../nbs/09_quantize.ipynb #5656fdaf
 def _xmax(unsigned, nbbits): return 2 ** nbbits - 1 if unsigned else 2 ** (nbbits - 1)
 
+def _row_blocks(w):
+    "Slices of w's rows (output channels), about 2^18 values each: whole-array temporaries of VGG16's fc6 took 5 GB."
+    step = max(1, (1 << 18) // max(1, w[0].size))
+    return [slice(i, i + step) for i in range(0, len(w), step)]
+
+def _round_rows(w, f, where):
+    "round(w_o * f_o) in float64 as int32 (4 bytes per weight, not 8), block of rows by block of rows."
+    out, f = np.empty(w.shape, np.int32), np.asarray(f, np.float64).reshape((-1,) + (1,) * (w.ndim - 1))
+    for r in _row_blocks(w):
+        q = round_int(np.asarray(w[r], np.float64) * f[r])   # float64 products, as N2D2 computes them
+        if q.size and np.abs(q).max() >= 2 ** 31: raise QuantizeError(f"{where}: integer weights up to {np.abs(q).max()} overflow int32")
+        out[r] = q
+    return out
+
 def _int_params(ctx, qc, w, b, k, acc_step, comp):
     "Integer weights round(w * comp_o * k_o), bias round(b_o * comp_o / acc_step_o), and the accumulator bound."
-    qc.weights = round_int(w * (comp * k).reshape((-1,) + (1,) * (w.ndim - 1)))
+    qc.weights = _round_rows(w, comp * k, f"cell [{qc.name}]")
     qc.bias = None if b is None else round_int(b * comp / acc_step)
-    top = int(np.abs(qc.weights).reshape(len(w), -1).sum(1).max())
+    top = max(int(np.abs(qc.weights[r]).reshape(len(qc.weights[r]), -1).sum(1).max()) for r in _row_blocks(w))
     qc.acc_bound = _xmax(qc.in_unsigned, ctx.nbbits) * top + (0 if b is None else int(np.abs(qc.bias).max()))
 
 def _q_affine(ctx, c, qc, w, b, per_output):
@@ -675,7 +691,9 @@ def simulate(qnet: QNetwork, x_int, outputs=None,
     with _parallel(cores() if threads is None else threads, parts) as pmap:
         for i, qc in enumerate(qnet):
             ins, kernel = [res[p] for p in qc.inputs], INT_KERNELS.lookup(qc.type, qc.name)
-            res[qc.name] = pmap(lambda j: requantize(qc, kernel(qc, [i[j] for i in ins])), parts)
+            if parts > 1 and qc.type in _WHOLE:   # its weights (VGG16's fc6: 102 M) converted for the product once, not per part
+                res[qc.name] = _like_parts(requantize(qc, kernel(qc, [_join_parts(i) for i in ins])), ins[0])
+            else: res[qc.name] = pmap(lambda j: requantize(qc, kernel(qc, [i[j] for i in ins])), parts)
             if keep is not None:
                 for p in set(qc.inputs):
                     if last[p] == i and p not in keep: del res[p]
