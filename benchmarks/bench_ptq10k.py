@@ -141,6 +141,7 @@ def accuracy(path, data):
     "Top-1 accuracy (%) of the model at `path` on the 10,000 test images, in onnxruntime."
     import onnx
     import onnxruntime as ort
+    ort.set_default_logger_severity(3)
     x = stimuli(read_idx(Path(data) / 't10k-images-idx3-ubyte.gz'))
     y = read_idx(Path(data) / 't10k-labels-idx1-ubyte.gz')
     props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
