@@ -181,6 +181,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '', 'doc_host': '.', 'git_ur
                             'n2d2x.data.StimuliProvider.__init__': ('data.html#stimuliprovider.__init__', 'n2d2x/data.py'),
                             'n2d2x.data.StimuliProvider.__repr__': ('data.html#stimuliprovider.__repr__', 'n2d2x/data.py'),
                             'n2d2x.data.StimuliProvider._add_section': ('data.html#stimuliprovider._add_section', 'n2d2x/data.py'),
+                            'n2d2x.data.StimuliProvider._scaled_batch': ('data.html#stimuliprovider._scaled_batch', 'n2d2x/data.py'),
                             'n2d2x.data.StimuliProvider._tensor': ('data.html#stimuliprovider._tensor', 'n2d2x/data.py'),
                             'n2d2x.data.StimuliProvider.batches': ('data.html#stimuliprovider.batches', 'n2d2x/data.py'),
                             'n2d2x.data.StimuliProvider.count': ('data.html#stimuliprovider.count', 'n2d2x/data.py'),
