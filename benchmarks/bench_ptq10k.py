@@ -19,6 +19,7 @@ test images in onnxruntime (outside the timing), next to the float model.
 
     python benchmarks/bench_ptq10k.py              # 3 runs of each, 1,000 and 10,000 images (about 5 minutes)
     python benchmarks/bench_ptq10k.py --runs 5 --sizes 10000
+    python benchmarks/bench_ptq10k.py --baseline /tmp/old   # and the n2d2x of another commit (see --help)
 
 A benchmark, not a test: it asserts nothing and prints one table."""
 import argparse
@@ -93,10 +94,10 @@ def ort_child(model, data, ids_file, method, out):
                     calibrate_method=getattr(CalibrationMethod, method))
 
 
-def timed(cmd, cwd):
+def timed(cmd, cwd, env=None):
     "(wall seconds, peak RSS MiB) of `cmd` run in a fresh process."
     t0 = time.perf_counter()
-    p = _Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = _Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, err = p.communicate()
     secs = time.perf_counter() - t0
     if p.returncode: raise SystemExit(f"{' '.join(map(str, cmd))} failed:\n{err.decode()[-3000:]}")
@@ -127,14 +128,21 @@ def setup(tmp, n, data):
 
 
 def command(tool, d, ini, n, data):
-    if tool == 'n2d2x':
+    if tool.startswith('n2d2x'):
         return [sys.executable, '-c', 'import sys; from n2d2x.cli import main; sys.exit(main())', str(ini),
                 '-seed', '1', '-w', '/dev/null', '-export', 'ONNX', '-nbbits', '8', '-calib', str(n), '-db-export', '0']
     return [sys.executable, __file__, '--ort', tool.split(':')[1], str(data), str(d / 'ids.npy'), str(d / f'{tool[4:]}.onnx')]
 
 
 def model_of(tool, d):
-    return d / 'export_ONNX_int8' / 'model.onnx' if tool == 'n2d2x' else d / f'{tool[4:]}.onnx'
+    if tool.startswith('n2d2x'): return workdir(tool, d) / 'export_ONNX_int8' / 'model.onnx'
+    return d / f'{tool[4:]}.onnx'
+
+
+def workdir(tool, d):
+    "The folder a tool runs in: n2d2x@base exports into its own."
+    (d / 'base').mkdir(exist_ok=True)
+    return d / 'base' if tool == 'n2d2x@base' else d
 
 
 def accuracy(path, data):
@@ -163,7 +171,10 @@ def main():
     ap.add_argument('--sizes', type=int, nargs='+', default=[1000, 10000])
     ap.add_argument('--data', default=str(DATA))
     ap.add_argument('--tools', nargs='+', default=list(TOOLS))
+    ap.add_argument('--baseline', metavar='DIR', help='also time the n2d2x package in DIR (row n2d2x@base), e.g. '
+                    'DIR from `git archive <commit> n2d2x | tar -x -C DIR`')
     a = ap.parse_args()
+    if a.baseline: a.tools.insert(a.tools.index('n2d2x') + 1 if 'n2d2x' in a.tools else 0, 'n2d2x@base')
     env = {**os.environ, 'PYTHONPATH': os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')]))}
     os.environ.update(env)
     with tempfile.TemporaryDirectory() as tmp:
@@ -173,10 +184,13 @@ def main():
             for n, (d, ini, sp) in cases.items():
                 for tool in a.tools:
                     loads.append(os.getloadavg()[0])
-                    times.setdefault((tool, n), []).append(timed(command(tool, d, ini, n, a.data), d))
+                    run_env = {**env, 'PYTHONPATH': str(Path(a.baseline).resolve())} if tool == 'n2d2x@base' else env
+                    times.setdefault((tool, n), []).append(timed(command(tool, d, ini, n, a.data), workdir(tool, d), run_env))
         loads.append(os.getloadavg()[0])
         acc = {'float': accuracy(MODEL, a.data)}
         acc.update({(tool, n): accuracy(model_of(tool, d), a.data) for n, (d, _, _) in cases.items() for tool in a.tools})
+        same = {n: model_of('n2d2x', d).read_bytes() == model_of('n2d2x@base', d).read_bytes()
+                for n, (d, _, _) in cases.items()} if a.baseline and 'n2d2x' in a.tools else {}
     print(f'ReLU6 MobileNet, Fashion-MNIST: PTQ on N training images, {a.runs} runs each (alternating), '
           f'load average {min(loads):.2f}-{max(loads):.2f}; float model {acc["float"]:.2f} % on the 10,000 test images')
     print(f"{'tool':14s} {'N':>6s} {'wall s (median)':>16s} {'spread':>13s} {'peak MiB':>9s} {'accuracy %':>11s} {'vs Entropy':>11s}")
@@ -186,6 +200,7 @@ def main():
             ts = times[(tool, n)]; w = [s for s, _ in ts]
             print(f"{tool:14s} {n:6d} {statistics.median(w):16.2f} {min(w):6.2f}-{max(w):<6.2f} {max(m for _, m in ts):9.0f} "
                   f"{acc[(tool, n)]:11.2f} {statistics.median(w) / ref:10.2f}x")
+    for n, v in same.items(): print(f'{n} images: n2d2x and n2d2x@base wrote {"the same" if v else "DIFFERENT"} model.onnx')
 
 
 if __name__ == '__main__':
