@@ -14,8 +14,9 @@ files, calibration, export), with its peak resident memory (`wait4`'s ru_maxrss)
            CalibrationDataReader that reads the same IDX files.
 
 The runs alternate (n2d2x, Entropy, MinMax, n2d2x, ...) since the machine is shared; the table gives the median
-and the spread (min-max) of each, and the load average seen. Then each quantized model is scored on the 10,000
-test images in onnxruntime (outside the timing), next to the float model.
+and the spread (min-max) of each, the median CPU time (user + system, the process and the children it waited for)
+and the load average seen. Then each quantized model is scored on the 10,000 test images in onnxruntime (outside
+the timing), next to the float model.
 
     python benchmarks/bench_ptq10k.py              # 3 runs of each, 1,000 and 10,000 images (about 5 minutes)
     python benchmarks/bench_ptq10k.py --runs 5 --sizes 10000
@@ -95,20 +96,20 @@ def ort_child(model, data, ids_file, method, out):
 
 
 def timed(cmd, cwd, env=None):
-    "(wall seconds, peak RSS MiB) of `cmd` run in a fresh process."
+    "(wall seconds, peak RSS MiB, CPU seconds) of `cmd` run in a fresh process."
     t0 = time.perf_counter()
     p = _Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, err = p.communicate()
     secs = time.perf_counter() - t0
     if p.returncode: raise SystemExit(f"{' '.join(map(str, cmd))} failed:\n{err.decode()[-3000:]}")
-    return secs, p.maxrss / 1024
+    return secs, p.maxrss / 1024, p.cpu
 
 
 class _Popen(subprocess.Popen):
-    "A Popen that keeps the child's resource usage (wait4) when it is reaped."
+    "A Popen that keeps the child's resource usage (wait4: itself and the children it waited for) when it is reaped."
     def _try_wait(self, wait_flags):
         pid, sts, ru = os.wait4(self.pid, wait_flags)
-        if pid == self.pid: self.maxrss = ru.ru_maxrss
+        if pid == self.pid: self.maxrss, self.cpu = ru.ru_maxrss, ru.ru_utime + ru.ru_stime
         return pid, sts
 
 
@@ -193,12 +194,12 @@ def main():
                 for n, (d, _, _) in cases.items()} if a.baseline and 'n2d2x' in a.tools else {}
     print(f'ReLU6 MobileNet, Fashion-MNIST: PTQ on N training images, {a.runs} runs each (alternating), '
           f'load average {min(loads):.2f}-{max(loads):.2f}; float model {acc["float"]:.2f} % on the 10,000 test images')
-    print(f"{'tool':14s} {'N':>6s} {'wall s (median)':>16s} {'spread':>13s} {'peak MiB':>9s} {'accuracy %':>11s} {'vs Entropy':>11s}")
+    print(f"{'tool':14s} {'N':>6s} {'wall s (median)':>16s} {'spread':>13s} {'CPU s':>6s} {'peak MiB':>9s} {'accuracy %':>11s} {'vs Entropy':>11s}")
     for n in a.sizes:
-        ref = statistics.median(s for s, _ in times.get(('ort:Entropy', n), [(float('nan'), 0)]))
+        ref = statistics.median(t[0] for t in times.get(('ort:Entropy', n), [(float('nan'),)]))
         for tool in a.tools:
-            ts = times[(tool, n)]; w = [s for s, _ in ts]
-            print(f"{tool:14s} {n:6d} {statistics.median(w):16.2f} {min(w):6.2f}-{max(w):<6.2f} {max(m for _, m in ts):9.0f} "
+            ts = times[(tool, n)]; w = [t[0] for t in ts]
+            print(f"{tool:14s} {n:6d} {statistics.median(w):16.2f} {min(w):6.2f}-{max(w):<6.2f} {statistics.median(t[2] for t in ts):6.2f} {max(t[1] for t in ts):9.0f} "
                   f"{acc[(tool, n)]:11.2f} {statistics.median(w) / ref:10.2f}x")
     for n, v in same.items(): print(f'{n} images: n2d2x and n2d2x@base wrote {"the same" if v else "DIFFERENT"} model.onnx')
 
