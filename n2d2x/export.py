@@ -128,27 +128,38 @@ def _dataless(name, a):
     t.dims.extend(a.shape)
     return t
 
-def _model(g, name, inputs, outputs, ops, props=None, infer=True):
-    "The ModelProto of graph `g` (strict shape inference unless `infer` is False), each initializer made in it once."
-    big = {n for n, a in g.inits if a.size > _LIGHT}
+def _skeleton(g, name, inputs, outputs, ops, props=None, infer=True):
+    "(model, big): the ModelProto of graph `g` (strict shape inference unless `infer` is False) whose initializers above `_LIGHT` values have no values yet, and {name: array} of those."
+    big = {n: a for n, a in g.inits if a.size > _LIGHT}
     inits = [_dataless(n, a) if n in big else numpy_helper.from_array(a, n) for n, a in g.inits]
     model = helper.make_model(helper.make_graph(g.nodes, name, inputs, outputs, inits), opset_imports=ops,
                               ir_version=helper.find_min_ir_version_for(ops), producer_name='n2d2x', producer_version=n2d2x.__version__)
     if props: helper.set_model_props(model, props)
     if infer: model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    arrays = dict(g.inits)
+    return model, big
+
+def _filled(model, big):
+    "The skeleton `model` with the values of its large initializers (`big`: {name: array}) written in, each made once."
     for t in model.graph.initializer:
-        if t.name in big: t.CopyFrom(numpy_helper.from_array(arrays[t.name], t.name))
+        if t.name in big: t.CopyFrom(numpy_helper.from_array(big[t.name], t.name))
     return model
 
+def _model(g, *args, **kw):
+    "The ModelProto of graph `g` (the arguments of `_skeleton`), each initializer made in it once."
+    return _filled(*_skeleton(g, *args, **kw))
+
 # %% ../nbs/11_export.ipynb #a7df0ddc
-def to_onnx(net: Network,  # an (already fused) network, with its parameters
-            opset=None):    # ONNX opset; None: the lowest that every node needs
-    "The float32 ONNX model of `net`: input `env`, one output per target cell."
+def _float_skeleton(net, opset=None):
+    "(model, big): `_skeleton` of the float32 graph of `net`."
     g = _Graph(net)
     for cell in net: _emit(g, cell)
     outputs = _outputs(g, net)
-    return _model(g, net.name, [_value_info('env', net.input_dims)], outputs, [helper.make_opsetid('', _opset(g, opset))])
+    return _skeleton(g, net.name, [_value_info('env', net.input_dims)], outputs, [helper.make_opsetid('', _opset(g, opset))])
+
+def to_onnx(net: Network,  # an (already fused) network, with its parameters
+            opset=None):    # ONNX opset; None: the lowest that every node needs
+    "The float32 ONNX model of `net`: input `env`, one output per target cell."
+    return _filled(*_float_skeleton(net, opset))
 
 # %% ../nbs/11_export.ipynb #94662540
 def run_onnx(model, x):
@@ -1314,19 +1325,79 @@ def _check_finite(net, sp):
             raise ExportError(f"cell [{name}] outputs {'NaN' if np.isnan(y).any() else 'inf'} on {what}: the float export would "
                               f"compute non-finite values (weights or biases too large for float32?); nothing was written")
 
-# %% ../nbs/11_export.ipynb #9813a7ff
-def _save_checked(holder, path):
-    "Write the model that `holder` ([model]) holds to `path`, let it go, then check the file (full check, shape inference)."
-    onnx.save_model(holder.pop(), path)
+# %% ../nbs/11_export.ipynb #9c828b19
+def _varint(n):
+    "Protobuf's varint of n >= 0: 7 bits a byte, low bits first, the high bit set on every byte but the last."
+    out = bytearray()
+    while True:
+        n, low = n >> 7, n & 0x7f
+        out.append(low | 0x80 if n else low)
+        if not n: return bytes(out)
+
+def _key(number): return _varint(number << 3 | 2)   # the key of length-delimited field `number` (wire type 2)
+
+# %% ../nbs/11_export.ipynb #08982995
+def _split(msg, number):
+    "(bytes of the fields of `msg` numbered below `number`, bytes of those above)."
+    parts = [type(msg)(), type(msg)()]
+    for part, keep in zip(parts, (lambda k: k < number, lambda k: k > number)):
+        part.CopyFrom(msg)
+        for fd, _ in msg.ListFields():
+            if not keep(fd.number): part.ClearField(fd.name)
+    return [p.SerializeToString() for p in parts]
+
+# %% ../nbs/11_export.ipynb #fedf4506
+def _le(a): return np.ascontiguousarray(a, a.dtype.newbyteorder('<'))   # the array's bytes as raw_data holds them
+
+def _size(pieces): return sum(p.nbytes if isinstance(p, np.ndarray) else len(p) for p in pieces)
+
+def _field(number, pieces): return [_key(number) + _varint(_size(pieces)), *pieces]   # pieces as length-delimited field `number`
+
+def _tensor_pieces(t, a):
+    "The TensorProto `t` (no values) with array `a`'s values as its raw_data (field 9)."
+    head, tail = _split(t, 9)
+    return [head + _key(9) + _varint(a.nbytes), _le(a), tail]
+
+# %% ../nbs/11_export.ipynb #a808b5e5
+def _graph_pieces(graph, big):
+    "The GraphProto `graph`, the initializers named in `big` ({name: array}) with the array's values (field 5 each)."
+    head, tail = _split(graph, 5)
+    pieces = [head]
+    for t in graph.initializer:
+        pieces += _field(5, _tensor_pieces(t, big[t.name]) if t.name in big else [t.SerializeToString()])
+    return pieces + [tail]
+
+def _model_pieces(model, big):
+    "The ModelProto `model` (`_skeleton`'s), its large initializers `big` ({name: array}) written in, as pieces."
+    head, tail = _split(model, 7)
+    return [head, *_field(7, _graph_pieces(model.graph, big)), tail]
+
+def _write_pieces(path, pieces):
+    "Write `pieces` (bytes, or an array written from its own memory) to file `path`."
+    with open(path, 'wb') as f:
+        for p in pieces: f.write(p.data if isinstance(p, np.ndarray) else p)
+
+# %% ../nbs/11_export.ipynb #ae95b266
+def _externalized(model, big, location):
+    "A copy of the skeleton `model` whose large initializers (named in `big`) say that their values are in file `location`."
+    m = onnx.ModelProto(); m.CopyFrom(model)
+    for t in m.graph.initializer:
+        if t.name in big: t.data_location = TensorProto.EXTERNAL; t.external_data.add(key='location', value=location)
+    return m
+
+def _save_streamed(model, big, path):
+    "Check the skeleton `model` from file `path` (full check, strict shape inference), then write the whole model there, the values of its large initializers (`big`: {name: array}) from the arrays' memory."
+    Path(path).write_bytes(_externalized(model, big, Path(path).name).SerializeToString())
     onnx.checker.check_model(str(path), full_check=True)
+    _write_pieces(path, _model_pieces(model, big))
 
 # %% ../nbs/11_export.ipynb #f77f76a1
 def _float_export(net, sp, target, casting, opts):
     "(files, Export) of the float32 export of the fused `net` (`casting` does not apply)."
     _check_finite(net, sp)
-    model = [to_onnx(net, opts.opset)]
-    rep = dict(network=net.name, nbbits=-32, casting='float', opset=model[0].opset_import[0].version, db_export=0)
-    files = {'model.onnx': lambda p: _save_checked(model, p), 'Readme.txt': lambda p: p.write_text('ONNX export\n')}
+    model, big = _float_skeleton(net, opts.opset)
+    rep = dict(network=net.name, nbbits=-32, casting='float', opset=model.opset_import[0].version, db_export=0)
+    files = {'model.onnx': lambda p: _save_streamed(model, big, p), 'Readme.txt': lambda p: p.write_text('ONNX export\n')}
     if opts.db_export and sp is not None:
         rep['db_export'] = _db_count(sp, opts.db_export)
         files['stimuli'] = lambda p: _db_export(p, sp, opts.db_export, lambda x: np.asarray(x, np.float32),
