@@ -1209,6 +1209,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '', 'doc_host': '.', 'git_ur
                                'n2d2x.weights._in_channels': ('weights.html#_in_channels', 'n2d2x/weights.py'),
                                'n2d2x.weights._in_sizes': ('weights.html#_in_sizes', 'n2d2x/weights.py'),
                                'n2d2x.weights._is_number': ('weights.html#_is_number', 'n2d2x/weights.py'),
+                               'n2d2x.weights._joined': ('weights.html#_joined', 'n2d2x/weights.py'),
                                'n2d2x.weights._kernels': ('weights.html#_kernels', 'n2d2x/weights.py'),
                                'n2d2x.weights._missing': ('weights.html#_missing', 'n2d2x/weights.py'),
                                'n2d2x.weights._norm': ('weights.html#_norm', 'n2d2x/weights.py'),

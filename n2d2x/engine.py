@@ -427,12 +427,11 @@ def _run(cell, inputs, used=None):
 
 # %% ../nbs/05_engine.ipynb #6fd1242f
 _SPLIT_VALUES = 1 << 16    # a batch of fewer input values is not split
-_PARTS = 8                 # a larger batch is split in this many parts (or one per image if it has fewer)
 _WHOLE = {'Fc', 'Deconv'}  # cells run on the whole batch: their products' rounding depends on how many images they see
 
-def image_parts(x):
-    "How many parts `forward` splits the batch x in: it depends on x's shape only, never on the machine."
-    return 1 if x.size < _SPLIT_VALUES else min(len(x), _PARTS)
+def image_parts(x, threads):
+    "How many parts `forward` cuts the batch x in for `threads` threads: one per thread (at most one per image), 1 for a small batch."
+    return 1 if x.size < _SPLIT_VALUES or threads <= 1 else min(len(x), threads)
 
 def cores():
     "The cores this process may use, or N2D2X_THREADS where set (1 turns image threads off)."
@@ -483,15 +482,15 @@ def forward(net, x, outputs=None,
             each=None,     # a function (name, output) called on 'env' and each cell's output as it is made; outputs are then let go once read
             threads=None): # how many threads run the batch's parts (None: `cores()`); the outputs are the same for any number
     "Run `net` on stimuli x [N, C, H, W] (or [C, H, W]): {name: output} of 'env' and every cell, or of `outputs` only."
-    x = _stimuli(net, x)
-    parts = _image_parts(x, image_parts(x))
+    x, threads = _stimuli(net, x), cores() if threads is None else threads
+    parts = _image_parts(x, image_parts(x, threads))
     res, keep = {'env': parts}, None if outputs is None and each is None else list(outputs or [])
     if keep is not None:
         unknown = [k for k in keep if k != 'env' and k not in net.cells]
         if unknown: raise EngineError(f"network [{net.name}] has no cell {unknown}")
         last = {p: i for i, c in enumerate(net) for p in c.inputs}
     if each: each('env', x)
-    with _parallel(cores() if threads is None else threads, len(parts)) as pmap:
+    with _parallel(threads, len(parts)) as pmap:
         for i, cell in enumerate(net):
             res[cell.name] = _cell_parts(cell, [res[p] for p in cell.inputs], pmap)
             if each: each(cell.name, _join_parts(res[cell.name]))
@@ -602,8 +601,9 @@ def forward_train(net,                   # the network
                  ) -> Tape:
     "Training-mode forward of `net` on x [N, C, H, W]: dropout masks from `rng` (a Generator or a seed), batch statistics."
     rng, tape = np.random.default_rng(rng), Tape({'env': _stimuli(net, x, dtype)})
-    parts = image_parts(tape['env'])
-    with _parallel(cores() if threads is None else threads, parts) as pmap:
+    threads = cores() if threads is None else threads
+    parts = image_parts(tape['env'], threads)
+    with _parallel(threads, parts) as pmap:
         for cell in net:
             inputs = [tape.outputs[p] for p in cell.inputs]
             if parts > 1 and _per_part_train(cell):
@@ -929,8 +929,9 @@ def backward(net,                    # the network `tape` ran
              threads=None            # image threads (None: `cores()`); the gradients are the same for any number
             ):
     "{cell: {parameter: dL/dparameter}} (and 'env': dL/dx if asked) from `grads` = {cell: dL/d(its output)}."
-    dy, result, parts = _seed_grads(net, tape, grads), {}, image_parts(tape['env'])
-    with _parallel(cores() if threads is None else threads, parts) as pmap:
+    threads = cores() if threads is None else threads
+    dy, result, parts = _seed_grads(net, tape, grads), {}, image_parts(tape['env'], threads)
+    with _parallel(threads, parts) as pmap:
         for cell in reversed(list(net)):
             _backward_cell(cell, tape, dy, result, need_input_grad, pmap if cell.type in _PART_BACKWARD else None, parts)
     if need_input_grad: result['env'] = dy.get('env', np.zeros_like(tape.outputs['env']))

@@ -685,10 +685,10 @@ def _stimuli(qnet, x):
 def simulate(qnet: QNetwork, x_int, outputs=None,
              threads=None):   # image threads, as the engine's `forward` (None: `cores()`); the outputs are the same for any number
     "Run the integer network on integer stimuli [N, C, H, W]: {name: int64 output} of 'env' and every cell (or `outputs`)."
-    x = _stimuli(qnet, x_int)
-    res, keep = {'env': _image_parts(x, image_parts(x))}, None if outputs is None else list(outputs)
+    x, threads = _stimuli(qnet, x_int), cores() if threads is None else threads
+    res, keep = {'env': _image_parts(x, image_parts(x, threads))}, None if outputs is None else list(outputs)
     last, parts = {p: i for i, qc in enumerate(qnet) for p in qc.inputs}, len(res['env'])
-    with _parallel(cores() if threads is None else threads, parts) as pmap:
+    with _parallel(threads, parts) as pmap:
         for i, qc in enumerate(qnet):
             ins, kernel = [res[p] for p in qc.inputs], INT_KERNELS.lookup(qc.type, qc.name)
             if parts > 1 and qc.type in _WHOLE:   # its weights (VGG16's fc6: 102 M) converted for the product once, not per part

@@ -54,6 +54,8 @@ def _filler_params(filler, where):
 def _norm(variance_norm, fan_in, fan_out):
     return {'FanIn': fan_in, 'Average': (fan_in + fan_out) / 2, 'FanOut': fan_out}[variance_norm]
 
+_DRAW_BLOCK = 1 << 20   # values drawn at a time: the generator gives the same values as one draw of the whole array
+
 def fill_tensor(filler,          # the `Filler`: N2D2 type and parameters
                 shape,           # shape of the array
                 fan_in,          # n of the `FanIn` variance norm
@@ -63,15 +65,18 @@ def fill_tensor(filler,          # the `Filler`: N2D2 type and parameters
                ):
     "Values of `shape` drawn from `filler` with N2D2's formulas, as float32."
     p, t = _filler_params(filler, where), filler.type
-    if t == 'ConstantFiller': v = np.full(shape, p['Value'])
-    elif t == 'NormalFiller': v = rng.normal(p['Mean'], p['StdDev'], shape)
-    elif t == 'UniformFiller': v = rng.uniform(p['Min'], p['Max'], shape)
+    if t == 'ConstantFiller': return np.full(shape, p['Value'], np.float32)
+    if t == 'NormalFiller': draw = lambda k: rng.normal(p['Mean'], p['StdDev'], k)
+    elif t == 'UniformFiller': draw = lambda k: rng.uniform(p['Min'], p['Max'], k)
     else:
         n = _norm(p['VarianceNorm'], fan_in, fan_out)
-        if t == 'HeFiller': v = p['Scaling'] * rng.normal(p['MeanNorm'] / n, np.sqrt(2 / n), shape)
-        elif p['Distribution'] == 'Uniform': v = p['Scaling'] * rng.uniform(-np.sqrt(3 / n), np.sqrt(3 / n), shape)
-        else: v = p['Scaling'] * rng.normal(0.0, np.sqrt(1 / n), shape)
-    return v.astype(np.float32)
+        if t == 'HeFiller': draw = lambda k: p['Scaling'] * rng.normal(p['MeanNorm'] / n, np.sqrt(2 / n), k)
+        elif p['Distribution'] == 'Uniform': draw = lambda k: p['Scaling'] * rng.uniform(-np.sqrt(3 / n), np.sqrt(3 / n), k)
+        else: draw = lambda k: p['Scaling'] * rng.normal(0.0, np.sqrt(1 / n), k)
+    out = np.empty(shape, np.float32)
+    flat = out.reshape(-1)
+    for i in range(0, flat.size, _DRAW_BLOCK): flat[i:i + _DRAW_BLOCK] = draw(min(_DRAW_BLOCK, flat.size - i))
+    return out
 
 # %% ../nbs/02_weights.ipynb #e46262e9
 def _rng(seed, name, what):
@@ -79,6 +84,7 @@ def _rng(seed, name, what):
     return np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(name.encode()), what]))
 
 def _in_channels(net, cell): return [net.dims(i)[0] for i in cell.inputs]
+def _joined(ws, axis): return ws[0] if len(ws) == 1 else np.concatenate(ws, axis)   # no copy of a single input's tensor
 def _in_sizes(net, cell): return [int(np.prod(net.dims(i))) for i in cell.inputs]
 
 # %% ../nbs/02_weights.ipynb #4ab84aca
@@ -95,7 +101,7 @@ def _fill_conv(cell, net, seed):
     def draw(c): return fill_tensor(cell.weights_filler, (m, c, kh, kw), c * kh * kw, m * kh * kw, rng, where)
     chans = _in_channels(net, cell)
     if g > 1: w = draw(sum(chans) // g)                 # one tensor [M, C/g, kH, kW]
-    else: w = np.concatenate([draw(c) for c in chans], 1)  # one tensor per input cell
+    else: w = _joined([draw(c) for c in chans], 1)     # one tensor per input cell
     if cell.mapping is not None: w[~cell.mapping] = 0
     cell.weights, cell.bias = w, _bias(cell, seed, 1)
 
@@ -106,7 +112,7 @@ def _fill_deconv(cell, net, seed):
     rng, where = _rng(seed, cell.name, 0), f"cell [{cell.name}] WeightsFiller"
     def draw(c): return fill_tensor(cell.weights_filler, (c, mg, kh, kw), c * kh * kw, mg * kh * kw, rng, where)
     chans = _in_channels(net, cell)
-    w = draw(sum(chans)) if cell.groups > 1 else np.concatenate([draw(c) for c in chans], 0)
+    w = draw(sum(chans)) if cell.groups > 1 else _joined([draw(c) for c in chans], 0)
     cell.weights, cell.bias = w, _bias(cell, seed, 1)
 
 # %% ../nbs/02_weights.ipynb #c4d31a59
@@ -114,7 +120,7 @@ def _fill_deconv(cell, net, seed):
 def _fill_fc(cell, net, seed):
     m, rng, where = cell.nb_outputs, _rng(seed, cell.name, 0), f"cell [{cell.name}] WeightsFiller"
     w = [fill_tensor(cell.weights_filler, (m, k), k, m, rng, where) for k in _in_sizes(net, cell)]
-    cell.weights, cell.bias = np.concatenate(w, 1), _bias(cell, seed, m)
+    cell.weights, cell.bias = _joined(w, 1), _bias(cell, seed, m)
 
 @_FILL.register('BatchNorm')
 def _fill_bn(cell, net, seed):

@@ -1,10 +1,10 @@
 """Issue 13: the engine's image threads (`n2d2x.engine.forward` cuts a large batch in parts run side by side) give the
 outputs of the uncut batch, to the bit, on N2D2's own networks, for any number of threads.
 
-The reference is the same engine with the cut turned off (`_PARTS = 1`: one part, one thread), which is how the engine
-computed before it had threads; every output of every cell is compared, not only the targets, on random fillers and
+The reference is the same engine on one thread (the batch uncut), which is how the engine computed before it had
+threads; every output of every cell is compared, not only the targets, on random fillers and
 random stimuli. LeNet (its Fc layers are the cells whose rounding depends on the batch, run uncut) at batch 256, the
-224x224 and 160x160 networks at batches of 3 to 10 (parts of one or two images, and an odd cut)."""
+224x224 and 160x160 networks at batches of 3 to 10 (2 and 3 threads: parts of one to five images, and odd cuts)."""
 import numpy as np
 import pytest
 
@@ -17,13 +17,11 @@ CASES = [('LeNet.ini', 256), ('n2d2/SqueezeNet_v1.1.ini', 10), ('n2d2/MobileNet_
 
 
 @pytest.mark.parametrize('ini,batch', CASES, ids=[c[0] for c in CASES])
-def test_threads_give_the_uncut_outputs(ini, batch, monkeypatch):
+def test_threads_give_the_uncut_outputs(ini, batch):
     net = fill(Network.from_ini(model_path(ini)), seed=1)
     x = np.random.default_rng(0).random((batch, *net.input_dims), dtype=np.float32)
-    assert engine.image_parts(x) == min(batch, 8) > 1
-    cut = {n: engine.forward(net, x, threads=n) for n in (1, 2, 3)}
-    monkeypatch.setattr(engine, '_PARTS', 1)
-    assert engine.image_parts(x) == 1
+    assert [engine.image_parts(x, n) for n in (1, 2, 3)] == [1, 2, 3]
+    cut = {n: engine.forward(net, x, threads=n) for n in (2, 3)}
     whole = engine.forward(net, x, threads=1)
     for n, out in cut.items():
         assert list(out) == list(whole)
@@ -32,7 +30,7 @@ def test_threads_give_the_uncut_outputs(ini, batch, monkeypatch):
 
 
 def test_each_sees_whole_batches():
-    assert engine.image_parts(np.zeros((80, 1, 32, 32), np.float32)) == 8
+    assert engine.image_parts(np.zeros((80, 1, 32, 32), np.float32), 2) == 2
     net = fill(Network.from_ini(model_path('LeNet.ini')), seed=1)
     x = np.random.default_rng(0).random((80, *net.input_dims), dtype=np.float32)
     seen = {}
@@ -54,13 +52,12 @@ def _train_step(net, x, labels, threads):
 
 
 @pytest.mark.parametrize('ini,batch', TRAIN, ids=[c[0] for c in TRAIN])
-def test_training_threads_give_the_uncut_tape_and_gradients(ini, batch, monkeypatch):
+def test_training_threads_give_the_uncut_tape_and_gradients(ini, batch):
     "forward_train + backward (a cross-entropy step) in image threads: every output, saved array and gradient as uncut."
     net = fill(Network.from_ini(model_path(ini)), seed=1)
     x = np.random.default_rng(0).random((batch, *net.input_dims), dtype=np.float32)
     labels = np.random.default_rng(1).integers(0, 10, batch)
     cut = {n: _train_step(net, x, labels, n) for n in (2, 3)}
-    monkeypatch.setattr(engine, '_PARTS', 1)
     tape, grads = _train_step(net, x, labels, 1)
     for n, (tape_n, grads_n) in cut.items():
         assert [k for k in tape.outputs if not np.array_equal(tape[k], tape_n[k])] == [], n
