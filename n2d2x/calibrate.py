@@ -12,7 +12,7 @@ import numpy as np
 from fastcore.basics import patch
 from .network import Network, value_ranges
 from .helpers import Background, Registry, round_half_away
-from .engine import forward
+from .engine import cores, forward
 from .weights import file_name
 from .progress import progress_bar
 
@@ -272,13 +272,9 @@ def fixed_threshold(cell):
     return 1.0 if _rule(cell) == 'fixed' else None
 
 # %% ../nbs/08_calibrate.ipynb #882290f2
-def _cores():
-    "The cores this process may run on."
-    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
-
 def _search_in_parallel(hists, nbbits, mode, quantile):
     "Search the thresholds of `hists` on every core, into `threshold`'s memo."
-    n = min(len(hists), _cores())
+    n = min(len(hists), cores())
     if n < 2: return
     with ThreadPoolExecutor(n) as pool: list(pool.map(lambda h: threshold(h, nbbits, mode, quantile), hists))
 
@@ -475,7 +471,7 @@ def draw_histograms(calib, export_dir):
     d.mkdir(parents=True, exist_ok=True)
     if not items: return
     ax = _histogram_axes()   # matplotlib imported and the figure built before the fork: the child has them as well
-    child = Background(_draw, calib, items[1::2], d, ax) if len(items) > 3 and _cores() > 1 else None
+    child = Background(_draw, calib, items[1::2], d, ax) if len(items) > 3 and cores() > 1 else None
     _draw(calib, items[::2] if child else items, d, ax)
     if child is None: return
     try: child.join()

@@ -436,7 +436,9 @@ def image_parts(x, threads):
 def cores():
     "The cores this process may use, or N2D2X_THREADS where set (1 turns image threads off)."
     n = os.environ.get('N2D2X_THREADS')
-    return int(n) if n else len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+    if not n: return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+    if not n.isdigit() or int(n) < 1: raise EngineError(f"N2D2X_THREADS={n!r}: expected a whole number of threads, 1 or more")
+    return int(n)
 
 def _image_parts(x, parts):
     "x cut into `parts` consecutive slices of images (views), the first ones one image larger."

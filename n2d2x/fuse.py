@@ -197,8 +197,6 @@ def equalizable(net, name, relu_clipping='skip'):
     return None
 
 # %% ../nbs/07_fuse.ipynb #cea89a12
-def _weights(c): return c.masked_weights().astype(np.float64)
-
 def _by_input(c, w, dims):
     "Weights `w` of Conv/Fc `c` (input `dims`) as [groups, outputs per group, channels per group, rest]."
     if c.type == 'Fc': return w.reshape(1, len(w), dims[0], -1)
