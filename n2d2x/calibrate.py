@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_calibrate.ipynb #de6d9cfb
 from __future__ import annotations
-import hashlib, math, os, struct
+import collections, hashlib, math, os, struct
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -364,6 +364,13 @@ def _wait(updates):
     "Wait for the statistics updates (futures) of one batch; raise what one raised (a CalibrationError)."
     for u in updates: u.result()
 
+_PENDING_BYTES = 128 << 20   # outputs waiting for the worker, at most (20 ResNet-50 images make 0.9 GB of them)
+
+def _bounded(pending, update, nbytes):
+    "Queue `update` (a future) whose outputs hold `nbytes`; wait for the oldest while the queue holds more than _PENDING_BYTES."
+    pending.append((update, nbytes))
+    while len(pending) > 1 and sum(b for _, b in pending) > _PENDING_BYTES: pending.popleft()[0].result()
+
 def calibrate(net: Network,             # the network to measure (fused, as it will be quantized)
               batches,                  # stimuli batches [N, C, H, W], or (stimuli, labels) pairs
               nbbits=8,                 # -nbbits: the integer width the thresholds are chosen for
@@ -377,13 +384,12 @@ def calibrate(net: Network,             # the network to measure (fused, as it w
     cnet, calib = _calibration_net(net), Calibration({}, {}, {}, nbbits, _check_mode(act_clipping_mode), act_quantile_value)
     nb, unsigned = nb_bins_for(nbbits, act_clipping_mode), None
     with progress_bar(total, 'Calibration', enable=progress) as bar, ThreadPoolExecutor(1) as worker:
-        before = []   # the statistics of the batch before, still being added on the worker thread
+        pending = collections.deque()   # (update, bytes of its outputs) still on the worker thread, oldest first
         for x in map(_stimuli, batches):
-            unsigned, now = unsigned or _signs(net, x, env_unsigned, unsigned_data), []
-            forward(cnet, x, each=lambda name, y: now.append(worker.submit(_update, calib, name, y, unsigned, nb)))
-            _wait(before); before = now   # two batches of outputs at most: the one computed, the one counted
+            unsigned = unsigned or _signs(net, x, env_unsigned, unsigned_data)
+            forward(cnet, x, each=lambda name, y: _bounded(pending, worker.submit(_update, calib, name, y, unsigned, nb), y.nbytes))
             calib.nb_stimuli += len(x); bar.update(len(x))
-        _wait(before)
+        _wait(u for u, _ in pending)
     if not calib.nb_stimuli: raise CalibrationError("no calibration stimuli: the calibration set is empty")
     calib.thresholds = cell_thresholds(net, calib)
     return calib
@@ -563,7 +569,7 @@ def _counted(cell):
 def clip_weights(net: Network, nbbits=8, mode='None'):
     "A copy of `net` with each Conv and Fc's weights clamped to [-t, t], t chosen by `mode` on its weights' histogram."
     _check_mode(mode, ('None', 'MSE', 'KL-Divergence'), 'weights')
-    net = net.copy()
+    net = net.copy(arrays=False)   # the clamped weights are new arrays: the others are shared, not copied
     for c in [c for c in net if mode != 'None' and 'weights' in c.parameters and c.weights is not None]:
         sel = _counted(c); w = c.weights[sel]
         m = float(np.abs(w).max(initial=0.0))

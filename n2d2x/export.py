@@ -1021,7 +1021,7 @@ def _divided(v, r):
 
 def _divide_additive(net, r):
     "A copy of `net` whose additive parameters (each type's `additive`: biases, BatchNorm means, ElemWise shifts) are divided by r."
-    net = net.copy()
+    net = net.copy(arrays=False)   # the divided parameters are new arrays; the weights are shared, not copied
     for c in net:
         for k in (k for k in c.additive if getattr(c, k) is not None and len(getattr(c, k))): setattr(c, k, _divided(getattr(c, k), r))
     return net
@@ -1086,13 +1086,21 @@ def _score(qnet, t, y):
     "Real-valued scores of target `t` from its output y (integers are dequantized)."
     return y if qnet is None else dequantize(qnet, t, y)
 
+_VERIFY_BYTES = 32 << 20   # the largest int64 output of a verification chunk, at most
+
+def _chunks(net, batches):
+    "The (stimuli, labels) batches cut so that no cell's int64 output exceeds _VERIFY_BYTES (ResNet-50 at 224: 5 images)."
+    n = max(1, _VERIFY_BYTES // (8 * max(math.prod(c.dims) for c in net)))
+    for x, labels in batches:
+        for i in range(0, len(x), n): yield x[i:i + n], labels[i:i + n]
+
 def _verify(net, qnet, r, casting, model, batches, progress=None, total=None):
     "Per target cell: stimuli, hits of the float network, of the simulation and of `model`, identical stimuli, max |diff|."
     cmp = _compared(qnet, net)
     run = model_runner(with_outputs(model, sorted({n for v in cmp.values() for n in v})), casting)
     out = {t: dict(stimuli=0, float=0, simulation=0, onnx=0, identical=0, max_diff=0.0) for t in cmp}
     with progress_bar(total, 'Verification', enable=progress) as bar:
-        for x, labels in batches: _verify_batch(x, labels, net, qnet, r, cmp, run, out); bar.update(len(x))
+        for x, labels in _chunks(net, batches): _verify_batch(x, labels, net, qnet, r, cmp, run, out); bar.update(len(x))
     if qnet is None:
         for o in out.values(): o['simulation'] = o['identical'] = None   # a float model is compared by its max |diff|
     return out

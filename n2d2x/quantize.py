@@ -80,9 +80,14 @@ def __call__(self: Scaling, x):
     if self.mode == 'Floating-point': return _floating(self, x)
     if self.mode == 'QDQ': return _qdq(self, x)
     a, b, c = self.division()
-    if float(np.abs(x).max(initial=0)) * float(a.max()) + float(np.abs(b).max()) >= 2.0 ** 63:
-        raise QuantizeError(f"{self.mode} rescaling: int64 overflow ({np.abs(x).max()} x {a.max()})")
-    return (x * _bcast(a, x) + _bcast(b, x)) // _bcast(c, x)
+    top = max(int(x.max(initial=0)), -int(x.min(initial=0)))   # max |x|, without building |x|
+    if float(top) * float(a.max()) + float(np.abs(b).max()) >= 2.0 ** 63:
+        raise QuantizeError(f"{self.mode} rescaling: int64 overflow ({top} x {a.max()})")
+    y = x * _bcast(a, x) if (a != 1).any() else None   # Single-shift: a = 1, no product
+    y = x + _bcast(b, x) if y is None else np.add(y, _bcast(b, x), out=y)
+    if self.mode == 'Divide': y //= _bcast(c, x)
+    else: y >>= _bcast(np.asarray(self.shift, np.int64), x)   # c = 2^e: the floor division is the arithmetic shift by e
+    return y
 
 # %% ../nbs/09_quantize.ipynb #17cf3909
 def fixed_point(s,           # the factors to approximate, float64 [C]
@@ -326,9 +331,9 @@ def _weight_max(w, per_output):
 # %% ../nbs/09_quantize.ipynb #5656fdaf
 def _xmax(unsigned, nbbits): return 2 ** nbbits - 1 if unsigned else 2 ** (nbbits - 1)
 
-def _row_blocks(w):
-    "Slices of w's rows (output channels), about 2^18 values each: whole-array temporaries of VGG16's fc6 took 5 GB."
-    step = max(1, (1 << 18) // max(1, w[0].size))
+def _row_blocks(w, values=1 << 18):
+    "Slices of w's rows (output channels), about `values` values each: whole-array temporaries of VGG16's fc6 took 5 GB."
+    step = max(1, values // max(1, w[0].size))
     return [slice(i, i + step) for i in range(0, len(w), step)]
 
 def _round_rows(w, f, where):
@@ -340,11 +345,15 @@ def _round_rows(w, f, where):
         out[r] = q
     return out
 
+def _weight_sum(w):
+    "max_o sum_k |w_ok|: the largest row sum of the integer weights' magnitudes, block of rows by block of rows."
+    return max((int(np.abs(w[r]).reshape(len(w[r]), -1).sum(1).max(initial=0)) for r in _row_blocks(w)), default=0)
+
 def _int_params(ctx, qc, w, b, k, acc_step, comp):
     "Integer weights round(w * comp_o * k_o), bias round(b_o * comp_o / acc_step_o), and the accumulator bound."
     qc.weights = _round_rows(w, comp * k, f"cell [{qc.name}]")
     qc.bias = None if b is None else round_int(b * comp / acc_step)
-    top = max(int(np.abs(qc.weights[r]).reshape(len(qc.weights[r]), -1).sum(1).max()) for r in _row_blocks(w))
+    top = _weight_sum(qc.weights)
     qc.acc_bound = _xmax(qc.in_unsigned, ctx.nbbits) * top + (0 if b is None else int(np.abs(qc.bias).max()))
 
 def _q_affine(ctx, c, qc, w, b, per_output):
@@ -599,36 +608,53 @@ def quantize(net: Network,                      # the fused float network (n2d2x
 # %% ../nbs/09_quantize.ipynb #c2a73fe6
 INT_KERNELS = Registry('integer simulation', QuantizeError, kind='qcell')   # QCell type -> kernel(qc, input integers) -> accumulator
 
+def _row_sum(qc, w):
+    "_weight_sum(w), computed once for the QCell's own weights: kept with them, which become read-only (changed in place, they would lie)."
+    if w is not getattr(qc, 'weights', None): return _weight_sum(w)
+    kept = getattr(qc, '_row_sum', None)
+    if kept is None or kept[0] is not w:
+        w.flags.writeable = False
+        kept = qc._row_sum = (w, _weight_sum(w))
+    return kept[1]
+
 def _gemm_dtype(qc, x, w, b):
     "The float dtype in which the GEMM of integers x, w is exact: float32 below 2^24 (twice as fast), else float64 (checked below 2^53)."
-    bound = float(np.abs(x).max(initial=0)) * float(np.abs(w).reshape(len(w), -1).sum(1).max(initial=0))
+    bound = float(_abs_top(x)) * float(_row_sum(qc, w))
     if bound + (0.0 if b is None else float(np.abs(b).max(initial=0))) >= 2.0 ** 53:
         raise QuantizeError(f"cell [{qc.name}]: accumulator bound {bound:.3g} >= 2^53, not exact in float64")
     return np.float32 if bound < 2.0 ** 24 else np.float64
 
+def _abs_top(x): return max(int(x.max(initial=0)), -int(x.min(initial=0)))   # max |x| of integers, without building |x|
+
 def _plus(acc, b): return acc if b is None else acc + b.reshape(1, -1, 1, 1)
+
+def _int(acc, b=None):
+    "The int64 accumulator of an exact float GEMM (its values are integers: the cast is exact), plus the bias [C] in place."
+    y = acc.astype(np.int64)
+    if b is not None: y += b.reshape((1, -1) + (1,) * (y.ndim - 2))
+    return y
 
 @INT_KERNELS.register('Conv')
 def _int_conv(qc, xs):
     x, c = concat_channels(xs), qc.cell
     dt = _gemm_dtype(qc, x, qc.weights, qc.bias)
-    acc = conv2d(x.astype(dt), qc.weights.astype(dt), None, c.stride, c.dilation, c.pads, c.groups)
-    return _plus(np.rint(acc).astype(np.int64), qc.bias)
+    return _int(conv2d(x.astype(dt), qc.weights.astype(dt), None, c.stride, c.dilation, c.pads, c.groups), qc.bias)
 
 @INT_KERNELS.register('Deconv')
 def _int_deconv(qc, xs):
     x, c = concat_channels(xs), qc.cell
     dt = _gemm_dtype(qc, x, output_first(qc.weights, c.groups), qc.bias)
-    acc = conv_transpose2d(x.astype(dt), qc.weights.astype(dt), None, c.stride, c.dilation, c.pads,
-                           c.output_padding, c.groups)
-    return _plus(np.rint(acc).astype(np.int64), qc.bias)
+    return _int(conv_transpose2d(x.astype(dt), qc.weights.astype(dt), None, c.stride, c.dilation, c.pads,
+                                 c.output_padding, c.groups), qc.bias)
 
 @INT_KERNELS.register('Fc')
 def _int_fc(qc, xs):
     x = np.concatenate([i.reshape(len(i), -1) for i in xs], axis=1)
-    dt = _gemm_dtype(qc, x, qc.weights, qc.bias)
-    acc = np.rint(matmul(x.astype(dt), qc.weights.T.astype(dt))).astype(np.int64)
-    return _plus(acc.reshape(len(x), -1, 1, 1), qc.bias)
+    w, dt = qc.weights, _gemm_dtype(qc, x, qc.weights, qc.bias)
+    xf, acc = x.astype(dt), np.empty((len(x), len(w)), dt)
+    for r in _row_blocks(w, 1 << 22):   # the weights in float a block of rows at a time (VGG16's fc6 whole: 822 MB in float64)
+        matmul(xf, w[r].T.astype(dt), out=acc[:, r])
+    return _int(acc, qc.bias).reshape(len(x), -1, 1, 1)
 
 # %% ../nbs/09_quantize.ipynb #81a7db22
 @INT_KERNELS.register('BatchNorm')
@@ -640,7 +666,7 @@ def _int_pool(qc, xs):
     if c.pooling == 'Max': return KERNELS['Pool'](c, [x])
     ones = np.ones((x.shape[1], 1) + tuple(c.kernel))
     dt = _gemm_dtype(qc, x, ones, None)
-    acc = np.rint(conv2d(x.astype(dt), ones.astype(dt), None, c.stride, (1, 1), c.pads, x.shape[1])).astype(np.int64)
+    acc = _int(conv2d(x.astype(dt), ones.astype(dt), None, c.stride, (1, 1), c.pads, x.shape[1]))
     return acc if qc.weights is None else acc * qc.weights
 
 @INT_KERNELS.register('ElemWise')
@@ -648,8 +674,10 @@ def _int_elemwise(qc, xs):
     op = qc.cell.operation
     if op == 'Max': return _plus(np.maximum.reduce(xs), qc.bias)
     if op == 'Prod': return _plus(xs[0] * xs[1], qc.bias)
-    f = np.abs if op == 'AbsSum' else (lambda v: v)
-    return _plus(sum(k * f(x) for k, x in zip(qc.coeffs, xs)), qc.bias)
+    y = np.zeros(np.broadcast_shapes(*(x.shape for x in xs)), np.int64)   # then each input added or subtracted in place
+    for k, x in zip(qc.coeffs, xs):   # k in {-1, 0, 1}
+        if k: (np.add if k > 0 else np.subtract)(y, np.abs(x) if op == 'AbsSum' else x, out=y)
+    return _int(y, qc.bias)
 
 @INT_KERNELS.register('Softmax')
 def _int_softmax(qc, xs):
@@ -666,9 +694,10 @@ INT_KERNELS.refuse('LRN', why='never in an integer network (quantize refuses it)
 # %% ../nbs/09_quantize.ipynb #a603d0e5
 def requantize(qc, acc):
     "The end of every integer cell: the rescaling, the clip and the table of its accumulator."
-    y = acc if qc.scaling is None else qc.scaling(acc)
-    y = y if qc.clip is None else np.clip(y, *qc.clip)
-    y = y if qc.channel_clip is None else np.minimum(y, qc.channel_clip.reshape((1, -1) + (1,) * (y.ndim - 2)))
+    y = acc if qc.scaling is None else qc.scaling(acc)   # a new array: the clips may then work in place
+    out = None if qc.scaling is None else y              # (acc may be a cell's output, which others read)
+    y = y if qc.clip is None else np.clip(y, *qc.clip, out=out)
+    y = y if qc.channel_clip is None else np.minimum(y, qc.channel_clip.reshape((1, -1) + (1,) * (y.ndim - 2)), out=out)
     return y if qc.table is None else qc.table(y)
 
 def _stimuli(qnet, x):
@@ -682,6 +711,20 @@ def _stimuli(qnet, x):
     return x.astype(np.int64)
 
 # %% ../nbs/09_quantize.ipynb #679c1dfa
+_NARROW = (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32)
+_FLOAT_READ = {'Conv', 'Fc', 'Deconv'}   # kernels that read their inputs as floats: narrow integers need no widening
+
+def _kept(qc, y):
+    "Output y as simulate keeps it between cells: in the smallest dtype holding the cell's clip (int64 without a clip, or with a table)."
+    if qc.clip is None or qc.table is not None or y.dtype != np.int64: return y
+    lo, hi = qc.clip
+    d = next((d for d in _NARROW if np.iinfo(d).min <= lo and hi <= np.iinfo(d).max), None)
+    return y if d is None else y.astype(d)
+
+def _wide(y): return y.astype(np.int64, copy=False) if y.dtype.kind in 'iu' else y   # integers as int64 (a Softmax's floats stay)
+
+def _read(qc, y): return y if qc.type in _FLOAT_READ else _wide(y)   # int64 for the integer kernels
+
 def simulate(qnet: QNetwork, x_int, outputs=None,
              threads=None):   # image threads, as the engine's `forward` (None: `cores()`); the outputs are the same for any number
     "Run the integer network on integer stimuli [N, C, H, W]: {name: int64 output} of 'env' and every cell (or `outputs`)."
@@ -692,12 +735,12 @@ def simulate(qnet: QNetwork, x_int, outputs=None,
         for i, qc in enumerate(qnet):
             ins, kernel = [res[p] for p in qc.inputs], INT_KERNELS.lookup(qc.type, qc.name)
             if parts > 1 and qc.type in _WHOLE:   # its weights (VGG16's fc6: 102 M) converted for the product once, not per part
-                res[qc.name] = _like_parts(requantize(qc, kernel(qc, [_join_parts(i) for i in ins])), ins[0])
-            else: res[qc.name] = pmap(lambda j: requantize(qc, kernel(qc, [i[j] for i in ins])), parts)
+                res[qc.name] = _like_parts(_kept(qc, requantize(qc, kernel(qc, [_read(qc, _join_parts(i)) for i in ins]))), ins[0])
+            else: res[qc.name] = pmap(lambda j: _kept(qc, requantize(qc, kernel(qc, [_read(qc, i[j]) for i in ins]))), parts)
             if keep is not None:
                 for p in set(qc.inputs):
                     if last[p] == i and p not in keep: del res[p]
-    return {k: x if k == 'env' else _join_parts(res[k]) for k in (res if keep is None else keep)}
+    return {k: x if k == 'env' else _wide(_join_parts(res[k])) for k in (res if keep is None else keep)}
 
 # %% ../nbs/09_quantize.ipynb #77de945f
 def quantize_input(qnet: QNetwork, x):
@@ -762,7 +805,7 @@ def _split(net, c):
 
 def split_activations(net: Network) -> Network:
     "A copy of `net` where HardSwish becomes x * HardSigmoid(x) and other activations move into Activation cells where needed."
-    net = net.copy().infer_dims()
+    net = net.copy(arrays=False).infer_dims()   # cells and activations change, never the parameter arrays: shared
     for c in list(net):
         chain = _split(net, c)
         if not chain: continue
