@@ -369,7 +369,7 @@ _PENDING_BYTES = 128 << 20   # outputs waiting for the worker, at most (20 ResNe
 def _bounded(pending, update, nbytes):
     "Queue `update` (a future) whose outputs hold `nbytes`; wait for the oldest while the queue holds more than _PENDING_BYTES."
     pending.append((update, nbytes))
-    while len(pending) > 1 and sum(b for _, b in pending) > _PENDING_BYTES: pending.popleft()[0].result()
+    while pending and sum(b for _, b in pending) > _PENDING_BYTES: pending.popleft()[0].result()
 
 def calibrate(net: Network,             # the network to measure (fused, as it will be quantized)
               batches,                  # stimuli batches [N, C, H, W], or (stimuli, labels) pairs
