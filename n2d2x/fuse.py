@@ -8,7 +8,7 @@ import dataclasses, warnings
 import numpy as np
 import math
 from .network import Network, Conv, Filler, value_ranges
-from .helpers import unique_name
+from .helpers import abs_max, row_blocks, unique_name
 
 # %% auto #0
 __all__ = ['RELU_CLIPPINGS', 'FuseWarning', 'dropout_removable', 'remove_dropout', 'batchnorm_fusable', 'fuse_batchnorm',
@@ -202,17 +202,13 @@ def _by_input(c, w, dims):
     if c.type == 'Fc': return w.reshape(1, len(w), dims[0], -1)
     return w.reshape(c.groups, len(w) // c.groups, w.shape[1], -1)
 
-def _abs_max(w, axis):
-    "max |w| over `axis`, in float64, without a whole-array |w| (the largest and the smallest, exact; + 0 makes -0 a 0)."
-    return np.maximum(w.max(axis=axis), -w.min(axis=axis)).astype(np.float64) + 0.0
-
 def output_ranges(c):
     "r1: the largest |weight| of each output channel of Conv/Fc `c`."
-    return _abs_max(c.masked_weights().reshape(len(c.weights), -1), 1)
+    return abs_max(c.masked_weights().reshape(len(c.weights), -1), 1)
 
 def input_ranges(c, dims):
     "r2: the largest |weight| reading each input channel of Conv/Fc `c` (input `dims`)."
-    return _abs_max(_by_input(c, c.masked_weights(), dims), (1, 3)).ravel()
+    return abs_max(_by_input(c, c.masked_weights(), dims), (1, 3)).ravel()
 
 # %% ../nbs/07_fuse.ipynb #0a440024
 def _factors(r1, r2, b1):
@@ -227,8 +223,8 @@ _BLOCK = 1 << 18   # weights scaled at a time (float64 products): whole-array on
 
 def _scaled(w, factor):
     "A new float32 array: the rows i:j of w times factor(i, j) (float64, broadcast against them), a block of rows at a time."
-    out, step = np.empty(w.shape, np.float32), max(1, _BLOCK // max(1, w[0].size))
-    for i in range(0, len(w), step): out[i:i + step] = w[i:i + step] * factor(i, i + step)
+    out = np.empty(w.shape, np.float32)
+    for r in row_blocks(w, _BLOCK): out[r] = w[r] * factor(r.start, r.stop)
     return out
 
 def _scale_outputs(c, s):

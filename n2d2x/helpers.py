@@ -9,8 +9,8 @@ import numpy as np
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['BOOLS', 'MISSING', 'REGISTRIES', 'round_half_away', 'round_int', 'concat_channels', 'unique_name', 'parse_bool',
-           'parse_uint', 'CellKeys', 'Registry', 'Background']
+__all__ = ['BOOLS', 'MISSING', 'REGISTRIES', 'round_half_away', 'round_int', 'row_blocks', 'abs_max', 'concat_channels',
+           'unique_name', 'parse_bool', 'parse_uint', 'CellKeys', 'Registry', 'Background']
 
 # %% ../nbs/00_helpers.ipynb #46415449
 def round_half_away(x):
@@ -29,6 +29,19 @@ def round_int(x):
     for i in range(0, x.size, _ROUND_BLOCK):
         out.reshape(-1)[i:i + _ROUND_BLOCK] = round_half_away(np.asarray(flat[i:i + _ROUND_BLOCK], np.float64))
     return out
+
+# %% ../nbs/00_helpers.ipynb #6a48993e
+def row_blocks(w, values=1 << 18):
+    "Slices of the rows of w (its first axis), about `values` values each (one row at least)."
+    step = max(1, values // max(1, w[0].size if len(w) else 1))
+    return [slice(i, i + step) for i in range(0, len(w), step)]
+
+def abs_max(x, axis=None):
+    "max |x| (over `axis`), without building |x|: int64 for integers, float64 (-0 made +0) for floats; 0 if x is empty."
+    x = np.asarray(x)
+    hi, lo = x.max(axis=axis, initial=0), x.min(axis=axis, initial=0)
+    if x.dtype.kind in 'iu': return np.maximum(np.asarray(hi, np.int64), -np.asarray(lo, np.int64))
+    return np.maximum(hi, -lo).astype(np.float64) + 0.0
 
 # %% ../nbs/00_helpers.ipynb #94fe655c
 def concat_channels(xs):

@@ -8,7 +8,7 @@ import copy, dataclasses, math
 from dataclasses import dataclass
 import numpy as np
 from fastcore.basics import patch
-from .helpers import Registry, concat_channels, round_int, unique_name
+from .helpers import Registry, abs_max, concat_channels, round_int, row_blocks, unique_name
 from .network import Network, Activation, ActivationCell, ElemWise, value_ranges
 from .engine import KERNELS, activate, conv2d, conv_transpose2d, matmul, pool2d, softmax
 from .engine import cores, image_parts, _image_parts, _join_parts, _like_parts, _parallel, _WHOLE
@@ -176,7 +176,7 @@ class QCell:
     weights: np.ndarray | None = None  # int64, Conv [M, C/groups, kH, kW] (unconnected kernels 0), Fc [M, K],
                                        # BatchNorm [C, 1, 1, 1], average Pool [1, 1, Ho, Wo] (window weights L / n)
     bias: np.ndarray | None = None     # int64 [M], added to the accumulator
-    coeffs: list | None = None         # ElemWise Sum/AbsSum: +1 / -1 / 0 per input
+    coeffs: list | None = None         # ElemWise Sum/AbsSum: an integer per input (+1 / -1 / 0 after PTQ)
     scale: np.ndarray | None = None    # float64 [C]: the exact rescaling factor s_o
     scaling: Scaling | None = None     # its integer approximation (None: no rescaling)
     clip: tuple | None = None          # (lo, hi) after the rescaling (None: no clip needed)
@@ -324,22 +324,17 @@ def _weights(c):
 def _weight_max(w, per_output):
     "m (or m_o per output channel with per_output): the weight magnitudes mapped to W_q."
     flat = w.reshape(len(w), -1)
-    row = np.maximum(flat.max(1), -flat.min(1)).astype(np.float64) + 0.0   # max |w| per output, without a whole-array |w| (-0 -> 0)
+    row = abs_max(flat, 1)   # max |w| per output, without a whole-array |w| (-0 -> 0)
     m = float(row.max()) or 1.0
     return np.maximum(min(m, 0.1), row) if per_output else np.full(len(w), m)
 
 # %% ../nbs/09_quantize.ipynb #5656fdaf
 def _xmax(unsigned, nbbits): return 2 ** nbbits - 1 if unsigned else 2 ** (nbbits - 1)
 
-def _row_blocks(w, values=1 << 18):
-    "Slices of w's rows (output channels), about `values` values each: whole-array temporaries of VGG16's fc6 took 5 GB."
-    step = max(1, values // max(1, w[0].size))
-    return [slice(i, i + step) for i in range(0, len(w), step)]
-
 def _round_rows(w, f, where):
     "round(w_o * f_o) in float64 as int32 (4 bytes per weight, not 8), block of rows by block of rows."
     out, f = np.empty(w.shape, np.int32), np.asarray(f, np.float64).reshape((-1,) + (1,) * (w.ndim - 1))
-    for r in _row_blocks(w):
+    for r in row_blocks(w):
         q = round_int(np.asarray(w[r], np.float64) * f[r])   # float64 products, as N2D2 computes them
         if q.size and np.abs(q).max() >= 2 ** 31: raise QuantizeError(f"{where}: integer weights up to {np.abs(q).max()} overflow int32")
         out[r] = q
@@ -347,7 +342,7 @@ def _round_rows(w, f, where):
 
 def _weight_sum(w):
     "max_o sum_k |w_ok|: the largest row sum of the integer weights' magnitudes, block of rows by block of rows."
-    return max((int(np.abs(w[r]).reshape(len(w[r]), -1).sum(1).max(initial=0)) for r in _row_blocks(w)), default=0)
+    return max((int(np.abs(w[r]).reshape(len(w[r]), -1).sum(1).max(initial=0)) for r in row_blocks(w)), default=0)
 
 def _int_params(ctx, qc, w, b, k, acc_step, comp):
     "Integer weights round(w * comp_o * k_o), bias round(b_o * comp_o / acc_step_o), and the accumulator bound."
@@ -619,12 +614,10 @@ def _row_sum(qc, w):
 
 def _gemm_dtype(qc, x, w, b):
     "The float dtype in which the GEMM of integers x, w is exact: float32 below 2^24 (twice as fast), else float64 (checked below 2^53)."
-    bound = float(_abs_top(x)) * float(_row_sum(qc, w))
+    bound = float(abs_max(x)) * float(_row_sum(qc, w))
     if bound + (0.0 if b is None else float(np.abs(b).max(initial=0))) >= 2.0 ** 53:
         raise QuantizeError(f"cell [{qc.name}]: accumulator bound {bound:.3g} >= 2^53, not exact in float64")
     return np.float32 if bound < 2.0 ** 24 else np.float64
-
-def _abs_top(x): return max(int(x.max(initial=0)), -int(x.min(initial=0)))   # max |x| of integers, without building |x|
 
 def _plus(acc, b): return acc if b is None else acc + b.reshape(1, -1, 1, 1)
 
@@ -652,7 +645,7 @@ def _int_fc(qc, xs):
     x = np.concatenate([i.reshape(len(i), -1) for i in xs], axis=1)
     w, dt = qc.weights, _gemm_dtype(qc, x, qc.weights, qc.bias)
     xf, acc = x.astype(dt), np.empty((len(x), len(w)), dt)
-    for r in _row_blocks(w, 1 << 22):   # the weights in float a block of rows at a time (VGG16's fc6 whole: 822 MB in float64)
+    for r in row_blocks(w, 1 << 22):   # the weights in float a block of rows at a time (VGG16's fc6 whole: 822 MB in float64)
         matmul(xf, w[r].T.astype(dt), out=acc[:, r])
     return _int(acc, qc.bias).reshape(len(x), -1, 1, 1)
 
@@ -675,8 +668,10 @@ def _int_elemwise(qc, xs):
     if op == 'Max': return _plus(np.maximum.reduce(xs), qc.bias)
     if op == 'Prod': return _plus(xs[0] * xs[1], qc.bias)
     y = np.zeros(np.broadcast_shapes(*(x.shape for x in xs)), np.int64)   # then each input added or subtracted in place
-    for k, x in zip(qc.coeffs, xs):   # k in {-1, 0, 1}
-        if k: (np.add if k > 0 else np.subtract)(y, np.abs(x) if op == 'AbsSum' else x, out=y)
+    for k, x in zip(qc.coeffs, xs):   # k: +1 / -1 / 0 after PTQ, any integer after QAT (10_qat)
+        v = np.abs(x) if op == 'AbsSum' else x
+        if abs(k) == 1: (np.add if k > 0 else np.subtract)(y, v, out=y)
+        elif k: y += k * v
     return _int(y, qc.bias)
 
 @INT_KERNELS.register('Softmax')
