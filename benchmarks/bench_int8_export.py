@@ -5,8 +5,8 @@ The whole `n2d2x` command, as a user runs it: random weights (`-seed 1 -w /dev/n
 
     n2d2x NET.ini -seed 1 -w /dev/null -export ONNX -nbbits 8 -calib 20 -db-export 5 -test
 
-The images are made here (`N2D2_DATA`: an ILSVRC2012 folder of 20 random JPEGs of 40-90 pixels, as
-nbs/13_model_zoo.ipynb makes them; N2D2's transformations resize and crop them to 224x224). VGG16.ini runs as a copy
+The images are made here (`N2D2_DATA`: `n2d2x.data.random_ilsvrc2012`, 20 random validation JPEGs of 40-90 pixels
+a side, as nbs/13_model_zoo.ipynb uses them; N2D2's transformations resize and crop them to 224x224). VGG16.ini runs as a copy
 with two changes: fc7's `BiasFiller.Value=0.0` (N2D2 refuses the file without it) and its test crop applied to the
 Validation images too (`ApplyTo=NoLearn`: N2D2 calibrates on Validation, whose images the shipped file leaves at
 their own size). Peak memory is the child's maximum resident set size (`os.wait4`'s rusage), the time its wall
@@ -26,27 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
-
+from n2d2x.data import random_ilsvrc2012
 from n2d2x.ini import N2D2_MODELS_DIR
 
 ARGS = ['-seed', '1', '-w', '/dev/null', '-export', 'ONNX', '-nbbits', '8', '-calib', '20', '-db-export', '5', '-test']
 N2D2X = str(Path(sys.executable).with_name('n2d2x'))
-
-
-def imagenet_folder(root, classes=10, val=20, seed=0):
-    "An `N2D2_DATA` folder with ILSVRC2012/: synsets.txt, train/<wnid>/*.JPEG, val/*.JPEG, val.txt, random images."
-    rng, d = np.random.default_rng(seed), Path(root) / 'ILSVRC2012'
-    wnids = [f'n{1440764 + i:08d}' for i in range(classes)]
-    def jpeg(p): cv2.imwrite(str(p), rng.integers(0, 256, (*rng.integers(40, 90, 2), 3), dtype=np.uint8))
-    for w in wnids: (d / 'train' / w).mkdir(parents=True); jpeg(d / 'train' / w / f'{w}_1.JPEG')
-    (d / 'val').mkdir()
-    names = [f'ILSVRC2012_val_{i + 1:08d}.JPEG' for i in range(val)]
-    for n in names: jpeg(d / 'val' / n)
-    (d / 'synsets.txt').write_text(''.join(f'{w}\n' for w in wnids))
-    (d / 'val.txt').write_text(''.join(f'{n} {i % classes}\n' for i, n in enumerate(names)))
-    return Path(root)
 
 
 def ini_copy(name, folder):
@@ -82,7 +66,7 @@ def main():
     p.add_argument('--nets', default='ResNet-50-BN,VGG16')
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as root:
-        data = imagenet_folder(root)
+        data = random_ilsvrc2012(root)
         res = {n: [run(n, data) for _ in range(args.repeat)] for n in args.nets.split(',')}
     fmt = lambda v, f: f"{f(statistics.median(v))} ({f(min(v))}-{f(max(v))})"
     print(f"int8 export, whole command ({' '.join(ARGS)}), {args.repeat} runs each, median (min-max); GB = 1e9 bytes")

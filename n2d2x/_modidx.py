@@ -245,6 +245,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '', 'doc_host': '.', 'git_ur
                             'n2d2x.data.partition_counts': ('data.html#partition_counts', 'n2d2x/data.py'),
                             'n2d2x.data.per_label_counts': ('data.html#per_label_counts', 'n2d2x/data.py'),
                             'n2d2x.data.quantize_stimuli': ('data.html#quantize_stimuli', 'n2d2x/data.py'),
+                            'n2d2x.data.random_ilsvrc2012': ('data.html#random_ilsvrc2012', 'n2d2x/data.py'),
                             'n2d2x.data.read_idx': ('data.html#read_idx', 'n2d2x/data.py'),
                             'n2d2x.data.transformation_from_ini': ('data.html#transformation_from_ini', 'n2d2x/data.py')},
             'n2d2x.engine': { 'n2d2x.engine.EngineError': ('engine.html#engineerror', 'n2d2x/engine.py'),

@@ -17,11 +17,12 @@ from .ini import Ini, IniError, MISSING
 __all__ = ['PARTITIONS', 'FASHION_MNIST_DEBIAN', 'FASHION_MNIST_CLASSES', 'DATABASES', 'APPLY_TO', 'BORDER_TYPES', 'OPERATORS',
            'NORMS', 'TRANSFORMATIONS', 'DataError', 'n2d2_data', 'read_idx', 'partition_counts', 'per_label_counts',
            'Database', 'ArrayDatabase', 'MNIST_IDX_Database', 'Fashion_MNIST_IDX_Database', 'bundled_mnist_path',
-           'CIFAR10_Database', 'CIFAR100_Database', 'DIR_Database', 'ILSVRC2012_Database', 'GTSRB_DIR_Database',
-           'database_from_ini', 'Transformation', 'RescaleTransformation', 'PadCropTransformation',
-           'SliceExtractionTransformation', 'ColorSpaceTransformation', 'ChannelExtractionTransformation',
-           'RangeAffineTransformation', 'FlipTransformation', 'NormalizeTransformation', 'transformation_from_ini',
-           'StimuliProvider', 'quantize_stimuli', 'StimuliData', 'check_stimuli_ini']
+           'CIFAR10_Database', 'CIFAR100_Database', 'DIR_Database', 'ILSVRC2012_Database', 'random_ilsvrc2012',
+           'GTSRB_DIR_Database', 'database_from_ini', 'Transformation', 'RescaleTransformation',
+           'PadCropTransformation', 'SliceExtractionTransformation', 'ColorSpaceTransformation',
+           'ChannelExtractionTransformation', 'RangeAffineTransformation', 'FlipTransformation',
+           'NormalizeTransformation', 'transformation_from_ini', 'StimuliProvider', 'quantize_stimuli', 'StimuliData',
+           'check_stimuli_ini']
 
 # %% ../nbs/04_data.ipynb #eb6fb58e
 class DataError(ValueError):
@@ -484,6 +485,23 @@ def _load_val(self:ILSVRC2012_Database, background_class):
         if not (self.data_path/'val'/name).is_file(): raise DataError('file does not exist', self.data_path/'val'/name)
         files.append(self.data_path/'val'/name); labels.append(int(label) + background_class)
     self._add_stimuli(labels, files=files)
+
+# %% ../nbs/04_data.ipynb #f8f68e16
+def random_ilsvrc2012(root,        # the folder to use as N2D2_DATA: ILSVRC2012/ is made in it
+                      classes=10,  # word-net ids n01440764, n01440765, ... in synsets.txt, one train/<wnid>/ JPEG each
+                      val=20,      # validation JPEGs, listed in val.txt with labels 0, 1, ... classes - 1, 0, ...
+                      seed=0):     # the images' random generator
+    "An N2D2_DATA folder with ILSVRC2012/ as ILSVRC2012_Database reads it (synsets.txt, train/, val/, val.txt): random images."
+    rng, d = np.random.default_rng(seed), Path(root)/'ILSVRC2012'
+    wnids = [f'n{1440764 + i:08d}' for i in range(classes)]
+    def jpeg(p): cv2.imwrite(str(p), rng.integers(0, 256, (*rng.integers(40, 90, 2), 3), dtype=np.uint8))
+    for w in wnids: (d/'train'/w).mkdir(parents=True); jpeg(d/'train'/w/f'{w}_1.JPEG')
+    (d/'val').mkdir()
+    names = [f'ILSVRC2012_val_{i + 1:08d}.JPEG' for i in range(val)]
+    for n in names: jpeg(d/'val'/n)
+    (d/'synsets.txt').write_text(''.join(f'{w}\n' for w in wnids))
+    (d/'val.txt').write_text(''.join(f'{n} {i % classes}\n' for i, n in enumerate(names)))
+    return Path(root)
 
 # %% ../nbs/04_data.ipynb #4fd63774
 def _is_number(text) -> bool:

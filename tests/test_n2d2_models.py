@@ -20,13 +20,13 @@ import re
 import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
+from n2d2x.data import random_ilsvrc2012
 from n2d2x.engine import forward
 from n2d2x.fuse import fuse
 from n2d2x.ini import N2D2_MODELS_DIR
@@ -213,26 +213,9 @@ def test_shipped_ini_that_n2d2_refuses_too(ini, tmp_path, n2d2x):
 
 # --- int8 on a generated ImageNet-layout folder
 
-def imagenet_folder(root, classes=10, val=20, seed=0):
-    """N2D2_DATA for ILSVRC2012_Database: ILSVRC2012/synsets.txt (one wnid a line), train/<wnid>/*.JPEG, val/*.JPEG and
-    val.txt ('file label' lines, labels indexing synsets.txt), random JPEGs of random sizes."""
-    rng, d = np.random.default_rng(seed), Path(root) / 'ILSVRC2012'
-    wnids = [f'n{1440764 + i:08d}' for i in range(classes)]
-    def jpeg(path): cv2.imwrite(str(path), rng.integers(0, 256, (*rng.integers(40, 90, 2), 3), dtype=np.uint8))
-    for w in wnids:
-        (d / 'train' / w).mkdir(parents=True)
-        jpeg(d / 'train' / w / f'{w}_1.JPEG')
-    (d / 'val').mkdir()
-    names = [f'ILSVRC2012_val_{i + 1:08d}.JPEG' for i in range(val)]
-    for n in names: jpeg(d / 'val' / n)
-    (d / 'synsets.txt').write_text(''.join(f'{w}\n' for w in wnids))
-    (d / 'val.txt').write_text(''.join(f'{n} {i % classes}\n' for i, n in enumerate(names)))
-    return Path(root)
-
-
 @pytest.fixture(scope='module')
 def imagenet(tmp_path_factory):
-    return imagenet_folder(tmp_path_factory.mktemp('n2d2_data'))
+    return random_ilsvrc2012(tmp_path_factory.mktemp('n2d2_data'))
 
 
 def check_int8(ini, folder, n2d2x, data, monkeypatch):
