@@ -6,7 +6,8 @@ numpy's BLAS threads as they are), in the same process, several runs each, alter
 same load, with a pause between calls (onnxruntime's threads spin for a while after a run: without it, the
 engine's call that follows ran up to 1.5x slower). Then, on LeNet and MobileNet_Fashion.ini (depthwise, BatchNorm): a training step (forward_train + backward + SGD; against PyTorch CPU when
 `--torch PYTHON` names an interpreter that has it, on the same network written in PyTorch: PyTorch is never a dependency of n2d2x); on LeNet, the calibration
-and the integer simulation, per image.
+and the integer simulation, per image; on ResNet-18 (8 bits, Single-shift), the integer simulation beside onnxruntime on
+n2d2x's int8 export of it, as written by default (explicit casts) and lean (`Lean=1`: fewer nodes, the same integers).
 
     python benchmarks/bench_scale.py [--repeat 5] [--nets LeNet,MobileNet_v2] [--torch /tmp/torchvenv/bin/python]
                                      [--openblas-threads 1]   # numpy's BLAS threads (default: as they are)
@@ -151,7 +152,30 @@ def quant_rows(repeat):
     qnet = quantize(net, calib)
     xi = quantize_input(qnet, x)
     return [('calibration LeNet (MSE, 8 bits), 256 images', rates(lambda: calibrate(net, [x]), len(x), repeat), '', None, None),
-            ('integer simulation LeNet (Single-shift), batch 256', rates(lambda: simulate(qnet, xi), len(x), repeat), '', None, None)]
+            ('integer simulation LeNet (Single-shift), batch 256', rates(lambda: simulate(qnet, xi), len(x), repeat), '', None, None),
+            *int_rows('ResNet-18', repeat)]
+
+
+def int_rows(name, repeat):
+    "The integer simulation of an INI's network (fused, 8 bits, Single-shift) beside onnxruntime on its int8 export, explicit and lean."
+    from n2d2x.calibrate import calibrate
+    from n2d2x.export import to_onnx_int
+    from n2d2x.fuse import fuse
+    from n2d2x.quantize import quantize, quantize_input, simulate
+    ini, batch = NETS[name]
+    net = fuse(fill(Network.from_ini(model_path(ini)), seed=1))
+    x = np.random.default_rng(0).random((batch, *net.input_dims), dtype=np.float32)
+    qnet = quantize(net, calibrate(net, [x]))
+    xi = quantize_input(qnet, x)
+    so = ort.SessionOptions(); so.intra_op_num_threads = 2; so.inter_op_num_threads = 1
+    rows = []
+    for lean in (False, True):
+        s = ort.InferenceSession(to_onnx_int(qnet, lean=lean).SerializeToString(), so, providers=['CPUExecutionProvider'])
+        inp, outs = s.get_inputs()[0].name, list(qnet.targets)
+        ri, ro = paired(lambda: simulate(qnet, xi, outs), lambda: s.run(None, {inp: xi}), batch, repeat)
+        rows.append((f"integer simulation {name} {'x'.join(map(str, net.input_dims))}, batch {batch}", ri,
+                     'ort lean' if lean else 'ort int8', ro, [a / b for a, b in zip(ri, ro)]))
+    return rows
 
 
 def main():
