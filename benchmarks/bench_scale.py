@@ -7,7 +7,8 @@ same load, with a pause between calls (onnxruntime's threads spin for a while af
 engine's call that follows ran up to 1.5x slower). Then, on LeNet and MobileNet_Fashion.ini (depthwise, BatchNorm): a training step (forward_train + backward + SGD; against PyTorch CPU when
 `--torch PYTHON` names an interpreter that has it, on the same network written in PyTorch: PyTorch is never a dependency of n2d2x); on LeNet, the calibration
 and the integer simulation, per image; on ResNet-18 (8 bits, Single-shift), the integer simulation beside onnxruntime on
-n2d2x's int8 export of it, as written by default (explicit casts) and lean (`Lean=1`: fewer nodes, the same integers).
+n2d2x's int8 export of it, as written by default (explicit casts), lean (`Lean=1`: fewer nodes, the same integers)
+and in QDQ form (`QDQ=1`: onnxruntime's QLinearConv; its own simulation, `to_qdq`).
 
     python benchmarks/bench_scale.py [--repeat 5] [--nets LeNet,MobileNet_v2] [--torch /tmp/torchvenv/bin/python]
                                      [--openblas-threads 1]   # numpy's BLAS threads (default: as they are)
@@ -157,24 +158,25 @@ def quant_rows(repeat):
 
 
 def int_rows(name, repeat):
-    "The integer simulation of an INI's network (fused, 8 bits, Single-shift) beside onnxruntime on its int8 export, explicit and lean."
+    "The integer simulation of an INI's network (fused, 8 bits, Single-shift) beside onnxruntime on its int8 exports: explicit, lean, QDQ."
     from n2d2x.calibrate import calibrate
-    from n2d2x.export import to_onnx_int
+    from n2d2x.export import to_onnx_int, to_onnx_qdq
     from n2d2x.fuse import fuse
-    from n2d2x.quantize import quantize, quantize_input, simulate
+    from n2d2x.quantize import quantize, quantize_input, simulate, to_qdq
     ini, batch = NETS[name]
     net = fuse(fill(Network.from_ini(model_path(ini)), seed=1))
     x = np.random.default_rng(0).random((batch, *net.input_dims), dtype=np.float32)
     qnet = quantize(net, calibrate(net, [x]))
     xi = quantize_input(qnet, x)
     so = ort.SessionOptions(); so.intra_op_num_threads = 2; so.inter_op_num_threads = 1
-    rows = []
-    for lean in (False, True):
-        s = ort.InferenceSession(to_onnx_int(qnet, lean=lean).SerializeToString(), so, providers=['CPUExecutionProvider'])
-        inp, outs = s.get_inputs()[0].name, list(qnet.targets)
-        ri, ro = paired(lambda: simulate(qnet, xi, outs), lambda: s.run(None, {inp: xi}), batch, repeat)
-        rows.append((f"integer simulation {name} {'x'.join(map(str, net.input_dims))}, batch {batch}", ri,
-                     'ort lean' if lean else 'ort int8', ro, [a / b for a, b in zip(ri, ro)]))
+    rows, qdq = [], to_qdq(qnet)
+    for kind, q, model in (('ort int8', qnet, to_onnx_int(qnet)), ('ort lean', qnet, to_onnx_int(qnet, lean=True)),
+                           ('ort QDQ', qdq, to_onnx_qdq(qdq))):
+        s = ort.InferenceSession(model.SerializeToString(), so, providers=['CPUExecutionProvider'])
+        inp, outs = s.get_inputs()[0].name, list(q.targets)
+        ri, ro = paired(lambda: simulate(q, xi, outs), lambda: s.run(None, {inp: xi}), batch, repeat)
+        rows.append((f"integer simulation {name} {'x'.join(map(str, net.input_dims))}, batch {batch}", ri, kind, ro,
+                     [a / b for a, b in zip(ri, ro)]))
     return rows
 
 
