@@ -623,7 +623,7 @@ def _pass_grad(a, y, g): return g
 
 @_ACTIVATION_GRADS.register('Rectifier')
 def _rectifier_grad(a, y, g):
-    d = np.where(y > 0, g, np.float32(a.leak_slope) * g)
+    d = g * (y > 0) if a.leak_slope == 0 else np.where(y > 0, g, np.float32(a.leak_slope) * g)   # g * 0: 0 * g's signed zeros
     c = a.clip_bound(y.ndim)
     return d if c is None else np.where(y >= c, 0, d)
 
