@@ -1138,6 +1138,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '', 'doc_host': '.', 'git_ur
                                 'n2d2x.quantize._int_softmax': ('quantize.html#_int_softmax', 'n2d2x/quantize.py'),
                                 'n2d2x.quantize._kept': ('quantize.html#_kept', 'n2d2x/quantize.py'),
                                 'n2d2x.quantize._levels': ('quantize.html#_levels', 'n2d2x/quantize.py'),
+                                'n2d2x.quantize._narrowest': ('quantize.html#_narrowest', 'n2d2x/quantize.py'),
                                 'n2d2x.quantize._plan': ('quantize.html#_plan', 'n2d2x/quantize.py'),
                                 'n2d2x.quantize._plus': ('quantize.html#_plus', 'n2d2x/quantize.py'),
                                 'n2d2x.quantize._pool_step': ('quantize.html#_pool_step', 'n2d2x/quantize.py'),

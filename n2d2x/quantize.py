@@ -173,7 +173,7 @@ class QCell:
     step: float | None = None          # output step: y_float ~ y_int * step (None: float output, Softmax)
     in_unsigned: bool | None = None    # the aligned inputs are unsigned (uint8) or signed (int8)
     out_unsigned: bool | None = None   # the output is unsigned or signed (None: float, Softmax)
-    weights: np.ndarray | None = None  # int64, Conv [M, C/groups, kH, kW] (unconnected kernels 0), Fc [M, K],
+    weights: np.ndarray | None = None  # PTQ: int8/16/32, the narrowest; Conv [M, C/groups, kH, kW] (unconnected kernels 0), Fc [M, K],
                                        # BatchNorm [C, 1, 1, 1], average Pool [1, 1, Ho, Wo] (window weights L / n)
     bias: np.ndarray | None = None     # int64 [M], added to the accumulator
     coeffs: list | None = None         # ElemWise Sum/AbsSum: an integer per input (+1 / -1 / 0 after PTQ)
@@ -342,11 +342,17 @@ def _round_rows(w, f, where):
 
 def _weight_sum(w):
     "max_o sum_k |w_ok|: the largest row sum of the integer weights' magnitudes, block of rows by block of rows."
-    return max((int(np.abs(w[r]).reshape(len(w[r]), -1).sum(1).max(initial=0)) for r in row_blocks(w)), default=0)
+    return max((int(np.abs(w[r].astype(np.int64)).reshape(len(w[r]), -1).sum(1).max(initial=0)) for r in row_blocks(w)), default=0)
+
+def _narrowest(q):
+    "The integers q in the narrowest of int8, int16, int32 that holds them: 8-bit weights take a byte each (VGG16: 138 MB, not 553)."
+    lo, hi = int(q.min(initial=0)), int(q.max(initial=0))
+    d = next(d for d in (np.int8, np.int16, np.int32) if np.iinfo(d).min <= lo and hi <= np.iinfo(d).max)
+    return q if q.dtype == d else q.astype(d)
 
 def _int_params(ctx, qc, w, b, k, acc_step, comp):
     "Integer weights round(w * comp_o * k_o), bias round(b_o * comp_o / acc_step_o), and the accumulator bound."
-    qc.weights = _round_rows(w, comp * k, f"cell [{qc.name}]")
+    qc.weights = _narrowest(_round_rows(w, comp * k, f"cell [{qc.name}]"))
     qc.bias = None if b is None else round_int(b * comp / acc_step)
     top = _weight_sum(qc.weights)
     qc.acc_bound = _xmax(qc.in_unsigned, ctx.nbbits) * top + (0 if b is None else int(np.abs(qc.bias).max()))
