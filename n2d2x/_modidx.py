@@ -1123,6 +1123,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '', 'doc_host': '.', 'git_ur
                                 'n2d2x.quantize._gate': ('quantize.html#_gate', 'n2d2x/quantize.py'),
                                 'n2d2x.quantize._gemm_dtype': ('quantize.html#_gemm_dtype', 'n2d2x/quantize.py'),
                                 'n2d2x.quantize._hard_swish_clip': ('quantize.html#_hard_swish_clip', 'n2d2x/quantize.py'),
+                                'n2d2x.quantize._holding': ('quantize.html#_holding', 'n2d2x/quantize.py'),
                                 'n2d2x.quantize._in_step': ('quantize.html#_in_step', 'n2d2x/quantize.py'),
                                 'n2d2x.quantize._insert_after': ('quantize.html#_insert_after', 'n2d2x/quantize.py'),
                                 'n2d2x.quantize._int': ('quantize.html#_int', 'n2d2x/quantize.py'),

@@ -609,7 +609,7 @@ def forward_train(net,                   # the network
         for cell in net:
             inputs = [tape.outputs[p] for p in cell.inputs]
             if parts > 1 and _per_part_train(cell):
-                ins = [np.array_split(i, parts) for i in inputs]
+                ins = [_image_parts(i, parts) for i in inputs]
                 done = pmap(lambda j: _run_train(cell, [i[j] for i in ins]), parts)
                 y, saved = _join_parts([d[0] for d in done]), {k: _join_parts([d[1][k] for d in done]) for k in done[0][1]}
             else: y, saved = _run_train(cell, inputs, rng=rng, inverted_dropout=inverted_dropout)
@@ -702,7 +702,7 @@ def _conv_back(cell, xs, g, saved, need_dx,
     back = lambda x, g, **kw: conv2d_backward(x, w, g, cell.stride, cell.dilation, cell.pads, cell.groups, **kw)
     if pmap is None or parts == 1: dx, dw = back(x, g, need_dx=need_dx)
     else:
-        xp, gp = np.array_split(x, parts), np.array_split(g, parts)
+        xp, gp = _image_parts(x, parts), _image_parts(g, parts)
         done = pmap(lambda j: back(x, g, need_dx=False)[1] if j == 0 else back(xp[j - 1], gp[j - 1], need_dw=False)[0],
                     parts + 1 if need_dx else 1)
         dw, dx = done[0], _join_parts(done[1:]) if need_dx else None
@@ -750,7 +750,7 @@ def _pool_back(cell, xs, g, saved, need_dx, pmap=None, parts=1):
     if not need_dx: return None, {}
     x, back = concat_channels(xs), lambda x, g: pool2d_backward(x, g, cell.kernel, cell.stride, cell.pads, cell.pooling, cell.count_include_pad)
     if pmap is None or parts == 1: return _split(back(x, g), xs), {}
-    xp, gp = np.array_split(x, parts), np.array_split(g, parts)
+    xp, gp = _image_parts(x, parts), _image_parts(g, parts)
     return _split(_join_parts(pmap(lambda j: back(xp[j], gp[j]), parts)), xs), {}
 
 # %% ../nbs/05_engine.ipynb #c650219f

@@ -80,7 +80,7 @@ def __call__(self: Scaling, x):
     if self.mode == 'Floating-point': return _floating(self, x)
     if self.mode == 'QDQ': return _qdq(self, x)
     a, b, c = self.division()
-    top = max(int(x.max(initial=0)), -int(x.min(initial=0)))   # max |x|, without building |x|
+    top = int(abs_max(x))   # max |x|, without building |x|
     if float(top) * float(a.max()) + float(np.abs(b).max()) >= 2.0 ** 63:
         raise QuantizeError(f"{self.mode} rescaling: int64 overflow ({top} x {a.max()})")
     y = x * _bcast(a, x) if (a != 1).any() else None   # Single-shift: a = 1, no product
@@ -344,10 +344,15 @@ def _weight_sum(w):
     "max_o sum_k |w_ok|: the largest row sum of the integer weights' magnitudes, block of rows by block of rows."
     return max((int(np.abs(w[r].astype(np.int64)).reshape(len(w[r]), -1).sum(1).max(initial=0)) for r in row_blocks(w)), default=0)
 
+_INT_TYPES = (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32)
+
+def _holding(lo, hi, types=_INT_TYPES):
+    "The first of the integer `types` that holds every integer of [lo, hi] (None if none does)."
+    return next((d for d in types if np.iinfo(d).min <= lo and hi <= np.iinfo(d).max), None)
+
 def _narrowest(q):
     "The integers q in the narrowest of int8, int16, int32 that holds them: 8-bit weights take a byte each (VGG16: 138 MB, not 553)."
-    lo, hi = int(q.min(initial=0)), int(q.max(initial=0))
-    d = next(d for d in (np.int8, np.int16, np.int32) if np.iinfo(d).min <= lo and hi <= np.iinfo(d).max)
+    d = _holding(int(q.min(initial=0)), int(q.max(initial=0)), (np.int8, np.int16, np.int32))
     return q if q.dtype == d else q.astype(d)
 
 def _int_params(ctx, qc, w, b, k, acc_step, comp):
@@ -712,14 +717,12 @@ def _stimuli(qnet, x):
     return x.astype(np.int64)
 
 # %% ../nbs/09_quantize.ipynb #679c1dfa
-_NARROW = (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32)
 _FLOAT_READ = {'Conv', 'Fc', 'Deconv'}   # kernels that read their inputs as floats: narrow integers need no widening
 
 def _kept(qc, y):
     "Output y as simulate keeps it between cells: in the smallest dtype holding the cell's clip (int64 without a clip, or with a table)."
     if qc.clip is None or qc.table is not None or y.dtype != np.int64: return y
-    lo, hi = qc.clip
-    d = next((d for d in _NARROW if np.iinfo(d).min <= lo and hi <= np.iinfo(d).max), None)
+    d = _holding(*qc.clip)
     return y if d is None else y.astype(d)
 
 def _wide(y): return y.astype(np.int64, copy=False) if y.dtype.kind in 'iu' else y   # integers as int64 (a Softmax's floats stay)
